@@ -1,0 +1,5 @@
+"""Lightning callbacks."""
+
+from lpc.callbacks.images import ImageGrids
+
+__all__ = ["ImageGrids"]

@@ -1,0 +1,86 @@
+"""What every method shares: the generative model (decoder + likelihood), its optimizer, the
+common metric names, and generation from the prior."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+from lpc.energy import Energy
+from lpc.likelihoods import Likelihood
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]  # params -> optimizer (a Hydra _partial_)
+
+
+class Stopwatch:
+    """Wall-clock milliseconds of a block; synchronises CUDA first so queued kernels count."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.ms = 0.0
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
+        self._sync()
+        start = time.perf_counter()
+        yield
+        self._sync()
+        self.ms = 1e3 * (time.perf_counter() - start)
+
+
+class GenerativeModule(L.LightningModule):
+    """Base LightningModule: p(z) = N(0, I), p(x | z) = likelihood(decoder(z)).
+
+    Subclasses implement ``training_step``/``validation_step`` and ``reconstruct``; all log the
+    shared metric names (``train/energy``, ``train/recon_mse``, ``val/...``, ``cost/...``).
+    """
+
+    def __init__(self, decoder: nn.Module, likelihood: Likelihood, optimizer: OptimizerFactory):
+        super().__init__()
+        self.energy = Energy(decoder, likelihood)
+        self.optimizer_factory = optimizer
+        self.automatic_optimization = False
+
+    @property
+    def decoder(self) -> nn.Module:
+        return self.energy.decoder
+
+    @property
+    def likelihood(self) -> Likelihood:
+        return self.energy.likelihood
+
+    @property
+    def latent_dim(self) -> int:
+        return self.decoder.latent_dim
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return self.optimizer_factory(self.energy.parameters())
+
+    @torch.no_grad()
+    def generate(self, n: int) -> Tensor:
+        """Image-space means of n draws from the prior: E[x | z], z ~ N(0, I)."""
+        z = torch.randn(n, self.latent_dim, device=self.device)
+        return self.likelihood.mean(self.decoder(z))
+
+    def reconstruct(self, x: Tensor) -> Tensor:
+        """Image-space mean E[x | z] at the method's inferred z for x."""
+        raise NotImplementedError
+
+    def check_finite(self, loss: Tensor, hint: str) -> None:
+        """Stop before a non-finite loss reaches the weights."""
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite training loss at step {self.global_step}: {hint}")
+
+    @staticmethod
+    def batch_images(batch: Tensor | tuple | list) -> Tensor:
+        """The images of a batch that may also carry labels."""
+        return batch[0] if isinstance(batch, (tuple, list)) else batch

@@ -1,0 +1,124 @@
+"""The inner loop: overdamped (unadjusted) Langevin dynamics on the latents z.
+
+Each update is a pure function of (state, gradient, noise); ``LangevinSampler.run`` is the small
+driver that evaluates the energy gradient, updates the preconditioner and keeps the post-burn-in
+samples. It knows nothing of Lightning and never touches the decoder's weights: gradients are taken
+with respect to z only, and every step starts from a detached z, so no autograd graph survives a
+step and memory does not grow with the number of steps T.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from lpc.samplers.preconditioners import IdentityPreconditioner, Preconditioner
+
+EnergyFn = Callable[[Tensor], Tensor]  # z (B, D) -> E(x, z) per example (B,)
+
+
+def energy_and_grad(energy_fn: EnergyFn, z: Tensor) -> tuple[Tensor, Tensor]:
+    """E(z) per example (B,) and grad_z sum_b E_b(z) (B, D), both detached.
+
+    Examples are independent, so the gradient of the summed energy is each example's own gradient.
+    """
+    with torch.enable_grad():
+        z = z.detach().requires_grad_(True)
+        energy = energy_fn(z)
+        (grad,) = torch.autograd.grad(energy.sum(), z)
+    return energy.detach(), grad
+
+
+def langevin_step(z: Tensor, grad: Tensor, noise: Tensor, step_size: float, scale: Tensor | float) -> Tensor:
+    """Preconditioned overdamped Langevin step (unadjusted Langevin algorithm).
+
+        z_{t+1} = z_t - eta * M * grad_z E(z_t) + sqrt(2 * eta * M) * xi_t,   xi_t ~ N(0, I)
+
+    z, grad, noise: (B, D); M: scalar, (1, D) or (B, D).
+    """
+    drift = step_size * scale
+    return z - drift * grad + (2.0 * drift) ** 0.5 * noise
+
+
+def gradient_step(z: Tensor, grad: Tensor, step_size: float, scale: Tensor | float) -> Tensor:
+    """Preconditioned gradient descent on the energy (predictive coding's inference):
+
+    z_{t+1} = z_t - eta * M * grad_z E(z_t).
+    """
+    return z - step_size * scale * grad
+
+
+def kept_steps(num_steps: int, burn_in: int, thin: int) -> list[int]:
+    """The steps t in 1..T whose result z_t is kept: t > burn_in, every ``thin``-th counted back
+    from T, so the last state z_T is always kept."""
+    return [t for t in range(1, num_steps + 1) if t > burn_in and (num_steps - t) % thin == 0]
+
+
+class ChainResult(NamedTuple):
+    """What one run of the inner loop returns (all detached)."""
+
+    samples: Tensor  # (S, B, D) kept post-burn-in states, in chain order; samples[-1] is z_T
+    energies: Tensor  # (T, B) E(x, z_{t-1}) at the start of each step t = 1..T
+    scale_mean: float  # mean of the preconditioner's M at the last step
+
+
+@dataclass
+class LangevinSampler:
+    """Runs ``num_steps`` preconditioned Langevin steps from z0 and keeps the post-burn-in states.
+
+    Args:
+        step_size: eta > 0.
+        num_steps: T >= 1, the number of energy gradients (decoder forward+backward passes).
+        burn_in: the first ``burn_in`` states are discarded (0 <= burn_in < T).
+        thin: keep every ``thin``-th state after burn-in (counted back from z_T).
+        noise: False turns the chain into gradient descent (plain predictive coding).
+        preconditioner: the diagonal M (identity by default).
+    """
+
+    step_size: float
+    num_steps: int
+    burn_in: int = 0
+    thin: int = 1
+    noise: bool = True
+    preconditioner: Preconditioner = field(default_factory=IdentityPreconditioner)
+
+    def __post_init__(self) -> None:
+        if not self.step_size > 0:
+            raise ValueError(f"step_size must be > 0, got {self.step_size}")
+        if self.num_steps < 1:
+            raise ValueError(f"num_steps (T) must be >= 1, got {self.num_steps}")
+        if not 0 <= self.burn_in < self.num_steps:
+            raise ValueError(f"burn_in must be in [0, num_steps={self.num_steps}), got {self.burn_in}")
+        if self.thin < 1:
+            raise ValueError(f"thin must be >= 1, got {self.thin}")
+        self._kept = set(kept_steps(self.num_steps, self.burn_in, self.thin))
+
+    @property
+    def num_samples(self) -> int:
+        """S, the number of states kept per chain."""
+        return len(self._kept)
+
+    def run(self, energy_fn: EnergyFn, z0: Tensor) -> ChainResult:
+        """Run the chain for each of the B examples in parallel. z0: (B, D)."""
+        z = z0.detach()
+        state = self.preconditioner.init(z)
+        samples, energies = [], []
+        scale: Tensor | float = 1.0
+        for t in range(1, self.num_steps + 1):
+            energy, grad = energy_and_grad(energy_fn, z)
+            state = self.preconditioner.update(state, grad)
+            scale = self.preconditioner.scale(state)
+            if self.noise:
+                z = langevin_step(z, grad, torch.randn_like(z), self.step_size, scale)
+            else:
+                z = gradient_step(z, grad, self.step_size, scale)
+            energies.append(energy)
+            if t in self._kept:
+                samples.append(z)
+        scale_mean = scale.mean().item() if isinstance(scale, Tensor) else float(scale)
+        return ChainResult(torch.stack(samples), torch.stack(energies), scale_mean)
+

@@ -1,0 +1,102 @@
+"""Diagonal preconditioners M for the Langevin inner loop.
+
+A preconditioner is a pure state machine over the chain: ``init(z0) -> state``,
+``update(state, grad) -> state`` after every energy gradient, and ``scale(state) -> M`` with M
+broadcastable to z (shape (B, D) per example, (1, D) when shared over the batch, or a scalar).
+The sampler applies ``z <- z - eta * M * grad + sqrt(2 * eta * M) * xi``.
+
+As in preconditioned SGLD (Li et al. 2016) the position-dependent correction term
+Gamma(z) = sum_j d M_ij / d z_j is dropped, and M adapts along the chain, so the chain is a
+heuristic sampler: with M held fixed it targets the same law as plain Langevin.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Protocol
+
+import torch
+from torch import Tensor
+
+
+class RMSState(NamedTuple):
+    """Running average of squared gradients and the number of averaged gradients."""
+
+    square_avg: Tensor  # (B, D), or (1, D) when shared over the batch
+    count: int
+
+
+def ema_square(square_avg: Tensor, grad_sq: Tensor, beta: float) -> Tensor:
+    """v_t = beta * v_{t-1} + (1 - beta) * g_t^2."""
+    return beta * square_avg + (1.0 - beta) * grad_sq
+
+
+def bias_correct(square_avg: Tensor, beta: float, count: int) -> Tensor:
+    """v_hat_t = v_t / (1 - beta^t), Adam's correction for the zero initialisation of v."""
+    return square_avg / (1.0 - beta**count)
+
+
+def inverse_sqrt_scale(square_avg_hat: Tensor, eps: float) -> Tensor:
+    """M = 1 / (sqrt(v_hat) + eps), the diagonal of the Adam/RMSprop preconditioner."""
+    return 1.0 / (square_avg_hat.sqrt() + eps)
+
+
+class Preconditioner(Protocol):
+    """What the sampler needs of a preconditioner (see the module docstring)."""
+
+    def init(self, z: Tensor) -> Any: ...
+
+    def update(self, state: Any, grad: Tensor) -> Any: ...
+
+    def scale(self, state: Any) -> Tensor | float: ...
+
+
+class IdentityPreconditioner:
+    """M = 1: plain (unpreconditioned) Langevin dynamics."""
+
+    def init(self, z: Tensor) -> None:
+        return None
+
+    def update(self, state: None, grad: Tensor) -> None:
+        return None
+
+    def scale(self, state: None) -> float:
+        return 1.0
+
+
+class AdamPreconditioner:
+    """Adam/RMSprop-style diagonal preconditioner from squared energy gradients w.r.t. z.
+
+    With g_t = grad_z E(x, z_t) of the current step (t = 1, 2, ...):
+
+        v_t     = beta * v_{t-1} + (1 - beta) * g_t^2          v_0 = 0
+        v_hat_t = v_t / (1 - beta^t)                           (bias correction, as Adam)
+        M_t     = 1 / (sqrt(v_hat_t) + eps)
+
+    and step t uses M_t, i.e. the average already includes g_t (as Adam's update does).
+    The average is taken per element, i.e. per example and per latent dimension (shape (B, D)),
+    so each example's chain is preconditioned independently; with ``shared_over_batch=True``
+    g_t^2 is first averaged over the batch, giving one scale per latent dimension (1, D).
+    State starts afresh with every chain (it is not carried across batches).
+    """
+
+    def __init__(self, beta: float = 0.99, eps: float = 1e-8, shared_over_batch: bool = False):
+        if not 0.0 <= beta < 1.0:
+            raise ValueError(f"precond.beta must be in [0, 1), got {beta}")
+        if eps < 0.0:
+            raise ValueError(f"precond.eps must be >= 0, got {eps}")
+        self.beta = beta
+        self.eps = eps
+        self.shared_over_batch = shared_over_batch
+
+    def init(self, z: Tensor) -> RMSState:
+        shape = (1, *z.shape[1:]) if self.shared_over_batch else z.shape
+        return RMSState(torch.zeros(shape, dtype=z.dtype, device=z.device), 0)
+
+    def update(self, state: RMSState, grad: Tensor) -> RMSState:
+        grad_sq = grad.square()
+        if self.shared_over_batch:
+            grad_sq = grad_sq.mean(0, keepdim=True)
+        return RMSState(ema_square(state.square_avg, grad_sq, self.beta), state.count + 1)
+
+    def scale(self, state: RMSState) -> Tensor:
+        return inverse_sqrt_scale(bias_correct(state.square_avg, self.beta, state.count), self.eps)

@@ -1,0 +1,101 @@
+"""Data modules: the embedded digits, folders and zips of images, missing datasets."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import SHARED_CIFAR
+from lpc.data import DatasetNotFoundError, DigitsDataModule, FolderDataModule, MNISTDataModule
+
+
+def write_images(root: Path, layout: dict[str, int], size: int = 12) -> None:
+    """PNG images: layout maps 'train/cat' -> count."""
+    rng = np.random.default_rng(0)
+    for folder, count in layout.items():
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(root / folder / f"{i}.png")
+
+
+def zip_folder(src: Path, dest: Path, prefix: str = "") -> Path:
+    with zipfile.ZipFile(dest, "w") as zf:
+        for p in sorted(src.rglob("*")):
+            zf.write(p, prefix + p.relative_to(src).as_posix())
+    return dest
+
+
+def test_digits_is_embedded_split_and_scaled():
+    dm = DigitsDataModule(batch_size=32)
+    dm.setup()
+    assert (len(dm.train_set), len(dm.val_set)) == (1500, 297)
+    x, y = dm.train_set[0]
+    assert x.shape == (1, 8, 8) and 0.0 <= x.min() and x.max() <= 1.0 and x.max() > 0.5
+    batch = next(iter(dm.train_dataloader()))
+    assert batch[0].shape == (32, 1, 8, 8)
+
+
+def test_digits_upsampled_symmetric_and_binarised():
+    up = DigitsDataModule(image_size=32, channels=3, pixel_range=[-1.0, 1.0])
+    up.setup()
+    x, _ = up.val_set[3]
+    assert x.shape == (3, 32, 32) and x.min() >= -1.0 and x.max() <= 1.0 and x.min() < -0.9
+    fixed = DigitsDataModule(binarize="fixed")
+    fixed.setup()
+    a, b = fixed.train_set[5][0], fixed.train_set[5][0]
+    assert set(a.unique().tolist()) <= {0.0, 1.0} and torch.equal(a, b)
+    dynamic = DigitsDataModule(binarize="dynamic")
+    dynamic.setup()
+    draws = torch.stack([dynamic.train_set[5][0] for _ in range(20)])
+    assert set(draws.unique().tolist()) <= {0.0, 1.0} and not all(torch.equal(draws[0], d) for d in draws)
+    with pytest.raises(ValueError, match="pixel_range"):
+        DigitsDataModule(binarize="dynamic", pixel_range=[-1.0, 1.0])
+
+
+@pytest.mark.parametrize("as_zip,prefix", [(False, ""), (True, ""), (True, "mydata/")])
+def test_folder_reads_class_folders_from_directory_or_zip(tmp_path, as_zip, prefix):
+    src = tmp_path / "src"
+    write_images(src, {"train/cat": 3, "train/dog": 2, "test/cat": 1, "test/dog": 2})
+    root = zip_folder(src, tmp_path / "d.zip", prefix) if as_zip else src
+    dm = FolderDataModule(root=root, image_size=8, channels=1, batch_size=2)
+    dm.setup()
+    assert dm.classes == ["cat", "dog"]
+    assert sorted(dm.train_set.base.labels) == [0, 0, 0, 1, 1] and len(dm.val_set) == 3
+    x, _ = dm.train_set[0]
+    assert x.shape == (1, 8, 8)
+    batch = next(iter(dm.train_dataloader()))
+    assert batch[0].shape == (2, 1, 8, 8)
+
+
+def test_folder_errors_name_the_path_and_layout(tmp_path):
+    with pytest.raises(DatasetNotFoundError, match="does not exist"):
+        FolderDataModule(root=tmp_path / "nowhere").setup()
+    write_images(tmp_path / "flat", {"images": 2})
+    with pytest.raises(DatasetNotFoundError, match="no images in a train/ folder.*expected layout"):
+        FolderDataModule(root=tmp_path / "flat").setup()
+    (tmp_path / "bad.zip").write_bytes(b"not a zip")
+    with pytest.raises(DatasetNotFoundError, match="neither a directory nor a readable zip"):
+        FolderDataModule(root=tmp_path / "bad.zip").setup()
+
+
+def test_missing_torchvision_dataset_says_where_and_how(tmp_path):
+    dm = MNISTDataModule(root=tmp_path, image_size=28, channels=1, download=False)
+    with pytest.raises(DatasetNotFoundError) as err:
+        dm.prepare_data()
+    msg = str(err.value)
+    assert str(tmp_path) in msg and "MNIST/raw" in msg and "data.root" in msg and "LPC_DATA_DIR" in msg
+
+
+@pytest.mark.skipif(not SHARED_CIFAR.exists(), reason="needs ../shared/data/cifar10/cifar10_jpeg.zip")
+def test_folder_reads_the_shared_cifar10_zip():
+    dm = FolderDataModule(root=SHARED_CIFAR, image_size=32, channels=3, batch_size=16, num_workers=1)
+    dm.setup()
+    assert (len(dm.train_set), len(dm.val_set)) == (50000, 10000)
+    assert dm.classes[:3] == ["airplane", "automobile", "bird"] and len(dm.classes) == 10
+    x, y = next(iter(dm.train_dataloader()))  # through a worker process: the zip handle is reopened there
+    assert x.shape == (16, 3, 32, 32) and 0.0 <= x.min() and x.max() <= 1.0 and y.max() < 10

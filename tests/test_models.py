@@ -1,0 +1,75 @@
+"""Likelihoods, energy, networks and the encoder-free ELBO estimator."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch.distributions import Bernoulli, MultivariateNormal, Normal
+
+from lpc.energy import Energy, standard_normal_log_prob
+from lpc.likelihoods import BernoulliLikelihood, GaussianLikelihood
+from lpc.metrics import chain_gaussian_elbo
+from lpc.networks import DCGANDecoder, MLPDecoder
+from test_langevin import linear_gaussian
+
+
+@pytest.mark.parametrize("squash", ["none", "sigmoid", "tanh"])
+def test_gaussian_log_prob_matches_torch(squash):
+    out, x = torch.randn(3, 1, 4, 4), torch.rand(3, 1, 4, 4)
+    lik = GaussianLikelihood(sigma=0.3, squash=squash)
+    mean = {"none": out, "sigmoid": torch.sigmoid(out), "tanh": torch.tanh(out)}[squash]
+    want = Normal(mean, 0.3).log_prob(x).sum((1, 2, 3))
+    torch.testing.assert_close(lik.log_prob(x, out), want)
+    torch.testing.assert_close(lik.mean(out), mean)
+
+
+def test_bernoulli_log_prob_matches_torch():
+    logits, x = torch.randn(2, 3, 5, 5), torch.bernoulli(torch.full((2, 3, 5, 5), 0.4))
+    torch.testing.assert_close(BernoulliLikelihood().log_prob(x, logits), Bernoulli(logits=logits).log_prob(x).sum((1, 2, 3)))
+
+
+def test_energy_is_negative_log_joint():
+    decoder = MLPDecoder(latent_dim=3, channels=1, image_size=4, hidden=[8])
+    lik = GaussianLikelihood(sigma=0.5, squash="none")
+    z, x = torch.randn(6, 3), torch.randn(6, 1, 4, 4)
+    want = -(Normal(decoder(z), 0.5).log_prob(x).sum((1, 2, 3)) + Normal(0.0, 1.0).log_prob(z).sum(1))
+    torch.testing.assert_close(Energy(decoder, lik)(x, z), want)
+    torch.testing.assert_close(standard_normal_log_prob(torch.zeros(1, 4)), torch.tensor([-2 * math.log(2 * math.pi)]))
+
+
+@pytest.mark.parametrize("size", [28, 32, 64])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_dcgan_decoder_shapes(size, channels):
+    dec = DCGANDecoder(latent_dim=8, channels=channels, image_size=size, width=8, norm="group")
+    assert dec(torch.randn(2, 8)).shape == (2, channels, size, size) and dec.out_shape == (channels, size, size)
+
+
+def test_decoders_refuse_bad_settings():
+    with pytest.raises(ValueError, match="image_size must be one of"):
+        DCGANDecoder(latent_dim=8, channels=1, image_size=48)
+    with pytest.raises(ValueError, match="activation must be one of"):
+        MLPDecoder(latent_dim=8, channels=1, image_size=8, act="swishy")
+    with pytest.raises(ValueError, match="norm must be one of"):
+        DCGANDecoder(latent_dim=8, channels=1, image_size=32, norm="batch")
+
+
+def test_chain_gaussian_elbo_is_a_bound_that_is_tight_at_the_posterior():
+    torch.manual_seed(0)
+    energy, x, precision, mean, cov = linear_gaussian(seed=2)
+    w, b = energy.decoder.weight.detach(), energy.decoder.bias.detach()
+    log_px = MultivariateNormal(b, w @ w.T + 0.25 * torch.eye(len(b), dtype=torch.float64)).log_prob(x.flatten())
+    log_joint = lambda z: -energy(x.expand(len(z), -1, -1, -1), z)  # noqa: E731
+    chains = 4000
+    # samples from the exact posterior (mean-field part of it): q is the moment-matched diagonal Gaussian
+    exact = MultivariateNormal(mean, cov).sample((400, chains))  # (S, B, D)
+    elbo_exact = chain_gaussian_elbo(log_joint, exact).mean()
+    mf_gap = 0.5 * (torch.log(cov.diagonal()).sum() - torch.logdet(cov))  # KL(q_diag || p) at the optimum
+    assert elbo_exact <= log_px + 0.02
+    torch.testing.assert_close(elbo_exact, log_px - mf_gap, atol=0.05, rtol=0)
+    # a q far too narrow (correlated chain) gives a strictly looser bound
+    narrow = mean + 0.05 * torch.randn(3, chains, 2, dtype=torch.float64)
+    assert chain_gaussian_elbo(log_joint, narrow).mean() < elbo_exact - 1.0
+    with pytest.raises(ValueError, match="at least 2"):
+        chain_gaussian_elbo(log_joint, exact[:1])

@@ -1,0 +1,26 @@
+"""Train a latent generative model: ``python train.py model=pc_langevin precond=adam step_size=0.05``.
+
+Thin entry point: Hydra composes ``configs/train.yaml`` with the command-line overrides and
+``lpc.training.train`` does the rest.
+"""
+
+import os
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+os.environ.setdefault("LPC_ROOT", str(Path(__file__).resolve().parent))
+
+from lpc.training import train  # noqa: E402
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    metrics = train(cfg)
+    # the value a Hydra sweeper (e.g. Optuna) optimises, when one is configured
+    return metrics.get(cfg.optimized_metric) if cfg.get("optimized_metric") else None
+
+
+if __name__ == "__main__":
+    main()
