@@ -1,0 +1,17 @@
+"""LightningDataModules: the embedded digits, torchvision datasets, and any folder/zip of images."""
+
+from lpc.data.base import DatasetNotFoundError, ImageDataModule
+from lpc.data.digits import DigitsDataModule
+from lpc.data.folder import FolderDataModule
+from lpc.data.torchvision_sets import CelebADataModule, CIFAR10DataModule, MNISTDataModule, SVHNDataModule
+
+__all__ = [
+    "CIFAR10DataModule",
+    "CelebADataModule",
+    "DatasetNotFoundError",
+    "DigitsDataModule",
+    "FolderDataModule",
+    "ImageDataModule",
+    "MNISTDataModule",
+    "SVHNDataModule",
+]

@@ -1,0 +1,167 @@
+"""The shared image DataModule: pixel transforms, splits and loaders.
+
+Every dataset yields ``(image, label)`` with the image a float tensor (channels, image_size,
+image_size) in ``pixel_range`` (default [0, 1]), optionally binarised.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms.functional import pil_to_tensor
+
+BINARIZE = ("none", "dynamic", "fixed")
+DATA_DIR_ENV = "LPC_DATA_DIR"
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset is missing (or unreadable) and could not be downloaded."""
+
+
+def default_root() -> str:
+    """``$LPC_DATA_DIR`` if set, else ``./data``."""
+    return os.environ.get(DATA_DIR_ENV, "data")
+
+
+def to_float_image(img: Image.Image | Tensor, channels: int, image_size: int) -> Tensor:
+    """A PIL image or a (C, H, W) / (H, W) tensor in [0, 1] -> float (channels, image_size, image_size) in [0, 1].
+
+    PIL images are converted to L (1 channel) or RGB (3) and resized with antialiased bilinear
+    interpolation; tensors are repeated from 1 to 3 channels when needed and resized likewise.
+    """
+    if isinstance(img, Image.Image):
+        img = img.convert("L" if channels == 1 else "RGB")
+        if img.size != (image_size, image_size):
+            img = img.resize((image_size, image_size), Image.Resampling.BILINEAR)
+        return pil_to_tensor(img).float().div_(255.0)
+    t = img if img.dim() == 3 else img[None]
+    if t.shape[0] != channels:
+        if t.shape[0] != 1:
+            raise ValueError(f"cannot turn a {t.shape[0]}-channel image into {channels} channels")
+        t = t.expand(channels, *t.shape[1:])
+    if t.shape[-1] != image_size or t.shape[-2] != image_size:
+        t = F.interpolate(t[None], size=(image_size, image_size), mode="bilinear", antialias=True, align_corners=False)[0]
+    return t.float().clamp(0.0, 1.0)
+
+
+def binarize(x: Tensor, mode: str, index: int) -> Tensor:
+    """Binarise pixels in [0, 1]: ``dynamic`` draws x ~ Bernoulli(x) afresh each time the example is
+    read; ``fixed`` draws it once per example (seeded by its index, as in Larochelle's binarised
+    MNIST); ``none`` leaves x as it is."""
+    if mode == "none":
+        return x
+    gen = torch.Generator().manual_seed(index) if mode == "fixed" else None
+    return torch.bernoulli(x, generator=gen)
+
+
+class TransformedDataset(Dataset):
+    """Applies the DataModule's pixel pipeline to a base dataset of ``(image, label)`` pairs."""
+
+    def __init__(self, base: Dataset, module: "ImageDataModule"):
+        self.base = base
+        self.channels = module.channels
+        self.image_size = module.image_size
+        self.binarize = module.binarize
+        self.low, self.high = module.pixel_range
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        img, label = self.base[index]
+        x = binarize(to_float_image(img, self.channels, self.image_size), self.binarize, index)
+        return self.low + (self.high - self.low) * x, int(label)
+
+
+class ImageDataModule(L.LightningDataModule):
+    """Base DataModule: subclasses implement ``load_split(split)`` for ``train`` and ``test``.
+
+    Args:
+        root: where the dataset lives (a folder; for ``folder`` also a zip file).
+        image_size: side of the square images the model sees (resized if needed).
+        channels: 1 (grayscale) or 3 (RGB); images are converted.
+        batch_size: training and validation batch size.
+        num_workers: DataLoader worker processes.
+        binarize: ``none``, ``dynamic`` or ``fixed`` (see ``binarize``); needs pixel_range [0, 1].
+        pixel_range: (low, high) the pixels are mapped to, e.g. [0, 1] or [-1, 1].
+        drop_last: drop the last incomplete training batch (static shapes for the inner loop).
+    """
+
+    name = "images"
+
+    def __init__(
+        self,
+        root: str | os.PathLike | None = None,
+        image_size: int = 32,
+        channels: int = 3,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        binarize: str = "none",
+        pixel_range: Sequence[float] = (0.0, 1.0),
+        drop_last: bool = True,
+    ):
+        super().__init__()
+        if binarize not in BINARIZE:
+            raise ValueError(f"data.binarize must be one of {list(BINARIZE)}, got {binarize!r}")
+        if binarize != "none" and tuple(pixel_range) != (0.0, 1.0):
+            raise ValueError(f"data.binarize={binarize} needs data.pixel_range=[0, 1], got {list(pixel_range)}")
+        if channels not in (1, 3):
+            raise ValueError(f"data.channels must be 1 or 3, got {channels}")
+        if batch_size < 1:
+            raise ValueError(f"data.batch_size must be >= 1, got {batch_size}")
+        self.root = Path(root if root is not None else default_root()).expanduser()
+        self.image_size = image_size
+        self.channels = channels
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.binarize = binarize
+        self.pixel_range = (float(pixel_range[0]), float(pixel_range[1]))
+        self.drop_last = drop_last
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.image_size, self.image_size)
+
+    def load_split(self, split: str) -> Dataset:
+        """The raw ``(PIL image or tensor in [0, 1], label)`` dataset of ``split`` (train or test)."""
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        """Load both splits once (idempotent, so it can run before the Trainer to fail early)."""
+        if self.train_set is None:
+            self.train_set = TransformedDataset(self.load_split("train"), self)
+            self.val_set = TransformedDataset(self.load_split("test"), self)
+            if len(self.train_set) < self.batch_size and self.drop_last:
+                raise ValueError(
+                    f"{self.name}: {len(self.train_set)} training images is fewer than data.batch_size="
+                    f"{self.batch_size}; lower the batch size or set data.drop_last=false"
+                )
+
+    def _loader(self, dataset: Dataset | None, train: bool) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=train,
+            drop_last=train and self.drop_last,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, train=False)

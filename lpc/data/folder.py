@@ -1,0 +1,110 @@
+"""Any directory or zip file of images laid out as ``train/<class>/*`` and ``test/<class>/*``."""
+
+from __future__ import annotations
+
+import io
+import os
+import zipfile
+from pathlib import Path, PurePosixPath
+
+from PIL import Image
+from torch.utils.data import Dataset
+
+from lpc.data.base import DatasetNotFoundError, ImageDataModule
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+LAYOUT = (
+    "expected layout: <root>/train/<class>/<image> and <root>/test/<class>/<image> (class folders "
+    "optional; one top-level folder around train/ and test/ is allowed), as a directory or a .zip"
+)
+
+
+class ImageFiles(Dataset):
+    """Images at the given relative paths of a directory or zip, with integer labels.
+
+    A zip is opened lazily once per process, so DataLoader workers each get their own handle.
+    """
+
+    def __init__(self, root: Path, paths: list[str], labels: list[int]):
+        self.root = root
+        self.paths = paths
+        self.labels = labels
+        self._zip: tuple[int, zipfile.ZipFile] | None = None
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def _read(self, path: str) -> bytes:
+        if self.root.is_dir():
+            return (self.root / path).read_bytes()
+        if self._zip is None or self._zip[0] != os.getpid():
+            self._zip = (os.getpid(), zipfile.ZipFile(self.root))
+        return self._zip[1].read(path)
+
+    def __getitem__(self, index: int) -> tuple[Image.Image, int]:
+        img = Image.open(io.BytesIO(self._read(self.paths[index])))
+        img.load()
+        return img, self.labels[index]
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_zip": None}  # zip handles do not cross process boundaries
+
+
+def list_files(root: Path) -> list[str]:
+    """Every file below ``root`` (a directory or a zip), as POSIX paths relative to it."""
+    if root.is_dir():
+        return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+    if zipfile.is_zipfile(root):
+        with zipfile.ZipFile(root) as zf:
+            return sorted(n for n in zf.namelist() if not n.endswith("/"))
+    if root.exists():
+        raise DatasetNotFoundError(f"data.root={root} is neither a directory nor a readable zip file; {LAYOUT}")
+    raise DatasetNotFoundError(f"data.root={root.resolve()} does not exist; {LAYOUT}")
+
+
+def split_files(files: list[str], split: str) -> tuple[list[str], list[int], list[str]]:
+    """The image paths of ``split``, their labels, and the sorted class names.
+
+    The split folder is ``split/`` at the top or one level down. The class of an image is the first
+    folder below the split folder; images directly in it get class 0 of a single class ``""``.
+    """
+    images = [f for f in files if PurePosixPath(f).suffix.lower() in IMAGE_SUFFIXES]
+    for prefix in sorted({f.split("/")[0] + "/" for f in images if f.count("/") >= 2}) + [""]:
+        chosen = [f for f in images if f.startswith(prefix + split + "/")]
+        if chosen:
+            break
+    else:
+        return [], [], []
+    start = len(prefix + split + "/")
+    rel = [f[start:] for f in chosen]
+    classes = sorted({r.split("/")[0] if "/" in r else "" for r in rel})
+    index = {c: i for i, c in enumerate(classes)}
+    labels = [index[r.split("/")[0] if "/" in r else ""] for r in rel]
+    return chosen, labels, classes
+
+
+class FolderDataModule(ImageDataModule):
+    """Images from a directory or a zip file (``data.root``) with ``train/`` and ``test/`` folders.
+
+    Images are decoded on the fly (converted to ``channels``, resized to ``image_size``), so large
+    folders need no preprocessing. Labels come from class sub-folders (sorted names).
+    """
+
+    name = "folder"
+
+    def __init__(self, root: str | os.PathLike, **kwargs):
+        if root is None:
+            raise DatasetNotFoundError(f"data=folder needs data.root=<directory or .zip>; {LAYOUT}")
+        super().__init__(root=root, **kwargs)
+        self._files: list[str] | None = None
+        self.classes: list[str] = []
+
+    def load_split(self, split: str) -> Dataset:
+        if self._files is None:
+            self._files = list_files(self.root)
+        paths, labels, classes = split_files(self._files, split)
+        if not paths:
+            raise DatasetNotFoundError(f"no images in a {split}/ folder of {self.root}; {LAYOUT}")
+        if split == "train":
+            self.classes = classes
+        return ImageFiles(self.root, paths, labels)
