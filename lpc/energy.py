@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
 from torch import Tensor, nn
 
+from lpc.gaussian import standard_normal_log_prob
 from lpc.likelihoods import Likelihood
-
-
-def standard_normal_log_prob(z: Tensor) -> Tensor:
-    """log N(z; 0, I) = -sum_d (z_d^2 + log 2 pi) / 2.  z: (B, D) -> (B,)."""
-    return -0.5 * (z.square() + math.log(2 * math.pi)).sum(-1)
 
 
 class Energy(nn.Module):
@@ -32,3 +26,7 @@ class Energy(nn.Module):
     def from_output(self, x: Tensor, z: Tensor, out: Tensor) -> Tensor:
         """E(x, z) given the decoder output out = f_theta(z) already computed."""
         return -self.likelihood.log_prob(x, out) - standard_normal_log_prob(z)
+
+    def log_likelihood(self, x: Tensor, z: Tensor) -> Tensor:
+        """log p(x | z) = likelihood(x; f_theta(z)), per example (B,)."""
+        return self.likelihood.log_prob(x, self.decoder(z))

@@ -32,6 +32,13 @@ def check_compatible(model: GenerativeModule, datamodule: ImageDataModule) -> No
             f"{datamodule.image_shape}; pick a decoder for that size (decoder=dcgan28|dcgan32|dcgan64|mlp) "
             f"or set data.image_size/data.channels to match"
         )
+    for module in model.modules():
+        in_shape = getattr(module, "in_shape", None)
+        if in_shape is not None and tuple(in_shape) != datamodule.image_shape:
+            raise ValueError(
+                f"the encoder reads images of shape {tuple(in_shape)} but data={datamodule.name} gives "
+                f"{datamodule.image_shape}; pick an encoder for that size (encoder=dcgan28|dcgan32|dcgan64|mlp)"
+            )
     wanted = model.likelihood.data_range
     if wanted is not None and tuple(wanted) != datamodule.pixel_range:
         raise ValueError(

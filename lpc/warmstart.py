@@ -1,13 +1,75 @@
-"""Where each Langevin chain starts: z0 for a batch of data x."""
+"""Where each Langevin chain starts, and how an encoder that proposes the start is trained.
+
+``warmstart=none`` (``PriorInit``): z0 ~ p(z) = N(0, I), no encoder (encoder-free LPC).
+
+``warmstart=forward_kl|reverse_kl|jeffreys`` (``AmortisedInit``): an encoder gives
+q_phi(z | x) = N(mean_phi(x), diag sigma_phi(x)^2) and z0 ~ q_phi (detached: the chain never
+back-propagates into the encoder). After the decoder's update on the same batch, the encoder takes
+one step of its own optimizer on its objective, reusing the forward pass that produced z0 (phi as
+it was when z0 was drawn):
+
+- ``forward_kl``: L = -(1/S) sum_s log q_phi(z_s | x) over the chain's kept samples z_s, detached:
+  a sample estimate of KL(p(z|x) || q_phi) + H(p(z|x)), i.e. the forward KL up to a constant.
+  Gradient: to phi only (not through the samples, and the decoder is not involved).
+- ``reverse_kl``: L = -ELBO(q_phi) = -[log p(x | z) - KL(q_phi(z|x) || N(0, I))] with the
+  reparameterised z = mean + sigma * eps (one draw, analytic KL) = KL(q_phi || p(z|x)) - log p(x).
+  Gradient: to phi through z and the decoder's output; the generative model's parameters theta
+  are frozen for this loss (it leaves their .grad untouched) and it sees theta after this batch's
+  decoder update. Costs one more decoder forward+backward.
+- ``jeffreys``: the sum of the two, L = L_forward + L_reverse.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
+from lpc.energy import Energy
+from lpc.gaussian import diagonal_normal_log_prob, kl_to_standard_normal, reparameterise
+
+
+class Proposal(NamedTuple):
+    """Starting points of the chains and, with an encoder, q's parameters (with their graph to phi)."""
+
+    z0: Tensor  # (B, D), detached
+    mean: Tensor | None = None  # (B, D)
+    log_std: Tensor | None = None  # (B, D)
+
+
+@contextmanager
+def frozen(module: nn.Module) -> Iterator[None]:
+    """Parameters of ``module`` do not require grad inside the block: graphs built there send no
+    gradient to them (activations still pass gradients through)."""
+    flags = [p.requires_grad for p in module.parameters()]
+    module.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(module.parameters(), flags):
+            p.requires_grad_(flag)
+
+
+def forward_kl_loss(mean: Tensor, log_std: Tensor, samples: Tensor) -> Tensor:
+    """-(1/S) sum_s log q(z_s | x) with the samples detached.  samples (S, B, D) -> (B,)."""
+    return -diagonal_normal_log_prob(samples.detach(), mean, log_std).mean(0)
+
+
+def reverse_kl_loss(energy: Energy, x: Tensor, mean: Tensor, log_std: Tensor) -> Tensor:
+    """-[log p(x | z) - KL(q || N(0, I))], z = mean + sigma * eps, with theta frozen.  -> (B,)."""
+    with frozen(energy):
+        log_lik = energy.log_likelihood(x, reparameterise(mean, log_std))
+    return -(log_lik - kl_to_standard_normal(mean, log_std))
+
 
 class PriorInit(nn.Module):
     """Encoder-free start (``warmstart=none``): z0 ~ p(z) = N(0, I), one draw per example."""
+
+    trainable = False
+    decoder_evals = 0
 
     def __init__(self, latent_dim: int):
         super().__init__()
@@ -15,5 +77,51 @@ class PriorInit(nn.Module):
             raise ValueError(f"latent_dim must be >= 1, got {latent_dim}")
         self.latent_dim = latent_dim
 
-    def forward(self, x: Tensor) -> Tensor:
-        return torch.randn(x.shape[0], self.latent_dim, device=x.device, dtype=x.dtype)
+    def forward(self, x: Tensor) -> Proposal:
+        return Proposal(torch.randn(x.shape[0], self.latent_dim, device=x.device, dtype=x.dtype))
+
+
+OBJECTIVES = ("forward_kl", "reverse_kl", "jeffreys")
+
+
+class AmortisedInit(nn.Module):
+    """An encoder q_phi(z | x) proposes z0 and is trained by ``objective`` (see the module docstring).
+
+    Args:
+        encoder: x -> (mean, log_std), each (B, D).
+        objective: ``forward_kl``, ``reverse_kl`` or ``jeffreys``.
+        optimizer: the encoder's own optimizer, a factory params -> torch.optim.Optimizer.
+        init: ``sample`` (z0 ~ q) or ``mean`` (z0 = mean_phi(x)).
+    """
+
+    trainable = True
+
+    def __init__(self, encoder: nn.Module, objective: str, optimizer: Callable[..., torch.optim.Optimizer], init: str = "sample"):
+        super().__init__()
+        if objective not in OBJECTIVES:
+            raise ValueError(f"warmstart objective must be one of {list(OBJECTIVES)}, got {objective!r}")
+        if init not in ("sample", "mean"):
+            raise ValueError(f"warmstart.init must be 'sample' or 'mean', got {init!r}")
+        self.encoder = encoder
+        self.objective = objective
+        self.optimizer_factory = optimizer
+        self.init = init
+
+    @property
+    def decoder_evals(self) -> int:
+        """Decoder forward+backward passes the objective costs per update."""
+        return int(self.objective != "forward_kl")
+
+    def forward(self, x: Tensor) -> Proposal:
+        mean, log_std = self.encoder(x)
+        z0 = reparameterise(mean, log_std) if self.init == "sample" else mean
+        return Proposal(z0.detach(), mean, log_std)
+
+    def loss(self, energy: Energy, x: Tensor, proposal: Proposal, samples: Tensor) -> dict[str, Tensor]:
+        """The encoder's loss (mean over the batch) under ``encoder_loss``, and its terms."""
+        terms: dict[str, Tensor] = {}
+        if self.objective in ("forward_kl", "jeffreys"):
+            terms["forward_kl"] = forward_kl_loss(proposal.mean, proposal.log_std, samples).mean()
+        if self.objective in ("reverse_kl", "jeffreys"):
+            terms["reverse_kl"] = reverse_kl_loss(energy, x, proposal.mean, proposal.log_std).mean()
+        return {"encoder_loss": sum(terms.values()), **terms}

@@ -12,7 +12,7 @@ import torch
 from conftest import ROOT, SHARED_CIFAR, read_metrics, run_train
 from lpc.training import train
 
-FAST = ["num_steps=10", "burn_in=4", "model.sampler.thin=3", "trainer.max_steps=30", "trainer.val_check_interval=15",
+FAST = ["num_steps=10", "burn_in=4", "trainer.max_steps=30", "trainer.val_check_interval=15",
         "logger=csv"]
 
 
@@ -69,7 +69,7 @@ def test_missing_dataset_fails_at_start_with_the_fix(tmp_path):
 def test_cifar10_from_the_folder_zip(tmp_path):
     run_train(tmp_path, "data=folder", f"data.root={SHARED_CIFAR}", "decoder=dcgan32", "decoder.width=16",
               "batch_size=16", "latent_dim=32", "trainer.max_steps=3", "num_steps=4", "burn_in=1",
-              "model.sampler.thin=1", "logger=csv", "trainer.log_every_n_steps=1",
+              "logger=csv", "trainer.log_every_n_steps=1",
               "callbacks.image_grids.num_images=16")
     assert read_metrics(tmp_path, "train/energy")
     assert (tmp_path / "images" / "samples_step000003.png").exists()

@@ -2,5 +2,6 @@
 
 from lpc.methods.base import GenerativeModule
 from lpc.methods.lpc import LangevinPC
+from lpc.methods.vae import VAE
 
-__all__ = ["GenerativeModule", "LangevinPC"]
+__all__ = ["GenerativeModule", "LangevinPC", "VAE"]

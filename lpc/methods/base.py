@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import lightning as L
+from lightning.pytorch.core.optimizer import LightningOptimizer
 import torch
 from torch import Tensor, nn
 
@@ -41,7 +42,8 @@ class GenerativeModule(L.LightningModule):
     """Base LightningModule: p(z) = N(0, I), p(x | z) = likelihood(decoder(z)).
 
     Subclasses implement ``training_step``/``validation_step`` and ``reconstruct``; all log the
-    shared metric names (``train/energy``, ``train/recon_mse``, ``val/...``, ``cost/...``).
+    shared metric names (``train/loss``, ``train/energy``, ``train/recon_mse``, ``train/elbo``,
+    ``val/...``, ``cost/...``) so that dashboards compare methods directly.
     """
 
     def __init__(self, decoder: nn.Module, likelihood: Likelihood, optimizer: OptimizerFactory):
@@ -79,6 +81,34 @@ class GenerativeModule(L.LightningModule):
         """Stop before a non-finite loss reaches the weights."""
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite training loss at step {self.global_step}: {hint}")
+
+    def step_optimizer(self, optimizer: LightningOptimizer, loss: Tensor, counts_as_step: bool = True) -> None:
+        """zero_grad, backward and step, through Lightning (for precision and strategy plugins).
+
+        ``trainer.global_step`` (hence ``max_steps``, logging and validation intervals) counts one
+        step per batch for every method: an auxiliary optimizer (the warm-start encoder's) steps
+        with ``counts_as_step=False``, straight through the strategy, which Lightning does not count
+        (otherwise each optimizer would advance global_step; Lightning issue #17958).
+        """
+        optimizer.zero_grad()
+        self.manual_backward(loss)
+        if counts_as_step:
+            optimizer.step()
+        else:
+            self.trainer.strategy.optimizer_step(optimizer.optimizer, closure=lambda: None, model=self)
+
+    def log_metrics(self, stage: str, metrics: dict[str, Tensor | float], batch_size: int) -> None:
+        """Log ``metrics`` as ``<stage>/<name>``."""
+        self.log_dict({f"{stage}/{k}": v for k, v in metrics.items()}, batch_size=batch_size)
+
+    def log_cost(self, decoder_evals: int, encoder_evals: int, inner_loop_ms: float, step_ms: float) -> None:
+        """The cost of one update, under the names every method shares."""
+        self.log_dict({
+            "cost/decoder_evals": float(decoder_evals),
+            "cost/encoder_evals": float(encoder_evals),
+            "cost/inner_loop_ms": inner_loop_ms,
+            "cost/step_ms": step_ms,
+        })
 
     @staticmethod
     def batch_images(batch: Tensor | tuple | list) -> Tensor:

@@ -11,6 +11,10 @@ from lpc.likelihoods import Likelihood
 from lpc.methods.base import GenerativeModule, OptimizerFactory, Stopwatch
 from lpc.metrics.elbo import chain_gaussian_elbo
 from lpc.samplers.langevin import ChainResult, LangevinSampler
+from lpc.warmstart import AmortisedInit, PriorInit
+
+
+GRAD_FROM = ("chain_mean", "last")
 
 
 def repeat_batch(x: Tensor, times: int) -> Tensor:
@@ -21,16 +25,20 @@ def repeat_batch(x: Tensor, times: int) -> Tensor:
 class LangevinPC(GenerativeModule):
     """One outer step per batch x (B examples):
 
-    1. z0 = warmstart(x)                                  (the prior for ``warmstart=none``)
+    1. z0 = warmstart(x)        the prior for ``warmstart=none``, else a draw from the encoder's q(z|x)
     2. z_1..z_T = Langevin chain on E(x, .), decoder fixed; keep S post-burn-in samples z_s
-    3. theta <- optimizer step on grad_theta (1 / S B) sum_{s, b} E(x_b, z_{s, b}),  z detached
+    3. theta <- decoder optimizer step on grad_theta (1 / S B) sum_{s, b} E(x_b, z_{s, b}), z detached
+       (``grad_from=chain_mean``, the paper's reading), or on grad_theta (1 / B) sum_b E(x_b, z_{T, b})
+       (``grad_from=last``)
+    4. with an encoder: phi <- encoder optimizer step on the warm-start objective (``lpc.warmstart``)
 
     Step 3 is one batched forward+backward over the S x B (sample, example) pairs. With a
-    noise-free sampler (``model=pc``) the chain is gradient descent towards the MAP and the
-    same update is plain predictive coding.
+    noise-free sampler and ``grad_from=last`` (``model=pc``) the chain is gradient descent towards
+    the MAP and the update is plain predictive coding.
 
-    Cost per update, in decoder forward+backward passes over a batch of B: T (chain) + S (update),
-    logged as ``cost/decoder_evals``.
+    Cost per update, in decoder forward+backward passes over a batch of B: T (chain) + S (update;
+    1 for ``grad_from=last``) + 1 for a reverse-KL/Jeffreys encoder objective, logged as
+    ``cost/decoder_evals``.
     """
 
     def __init__(
@@ -38,16 +46,30 @@ class LangevinPC(GenerativeModule):
         decoder: nn.Module,
         likelihood: Likelihood,
         sampler: LangevinSampler,
-        warmstart: nn.Module,
+        warmstart: PriorInit | AmortisedInit,
         optimizer: OptimizerFactory,
+        grad_from: str = "chain_mean",
     ):
         super().__init__(decoder, likelihood, optimizer)
+        if grad_from not in GRAD_FROM:
+            raise ValueError(f"model.grad_from must be one of {list(GRAD_FROM)}, got {grad_from!r}")
         self.sampler = sampler
         self.warmstart = warmstart
+        self.grad_from = grad_from
 
-    def infer(self, x: Tensor) -> ChainResult:
-        """Run the inner loop for x from the warm-start."""
-        return self.sampler.run(partial(self.energy, x), self.warmstart(x))
+    def learning_samples(self, chain: ChainResult) -> Tensor:
+        """The states that teach the decoder, (S, B, D) or (1, B, D) for ``grad_from=last``."""
+        return chain.samples if self.grad_from == "chain_mean" else chain.samples[-1:]
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        optimizers = [self.optimizer_factory(self.energy.parameters())]
+        if self.warmstart.trainable:
+            optimizers.append(self.warmstart.optimizer_factory(self.warmstart.parameters()))
+        return optimizers
+
+    def infer(self, x: Tensor, z0: Tensor | None = None) -> ChainResult:
+        """Run the inner loop for x, from z0 or else from the warm-start."""
+        return self.sampler.run(partial(self.energy, x), self.warmstart(x).z0 if z0 is None else z0)
 
     def sample_energies(self, x: Tensor, samples: Tensor) -> tuple[Tensor, Tensor]:
         """E(x_b, z_{s,b}) for every kept sample (S, B), and the decoder output at z_T (B, C, H, W)."""
@@ -61,46 +83,54 @@ class LangevinPC(GenerativeModule):
         """The per-step diagnostics every Langevin method logs."""
         metrics: dict[str, Tensor | float] = {
             "energy": energies.mean(),
+            "energy_init": chain.energies[0].mean(),
             "energy_last": energies[-1].mean(),
             "recon_mse": (self.likelihood.mean(out_last) - x).square().mean(),
             "precond_scale": chain.scale_mean,
         }
-        if chain.samples.shape[0] >= 2:
+        if self.sampler.noise and chain.samples.shape[0] >= 2:
             metrics["elbo"] = chain_gaussian_elbo(lambda z: -self.energy(x, z), chain.samples).mean()
         return metrics
 
     def training_step(self, batch: Tensor | tuple, batch_idx: int) -> Tensor:
         x = self.batch_images(batch)
-        opt = self.optimizers()
+        optimizers = self.optimizers()
+        decoder_opt, encoder_opt = (optimizers, None) if not self.warmstart.trainable else optimizers
         step_clock, inner_clock = Stopwatch(x.device), Stopwatch(x.device)
         with step_clock():
+            proposal = self.warmstart(x)
             with inner_clock():
-                chain = self.infer(x)
-            energies, out_last = self.sample_energies(x, chain.samples)
+                chain = self.infer(x, proposal.z0)
+            learn_from = self.learning_samples(chain)
+            energies, out_last = self.sample_energies(x, learn_from)
             loss = energies.mean()
             self.check_finite(loss, f"the Langevin chain diverged at step_size={self.sampler.step_size}; "
                               "use precond=adam or a smaller step_size")
-            opt.zero_grad()
-            self.manual_backward(loss)
-            opt.step()
+            self.step_optimizer(decoder_opt, loss)
+            encoder_terms = {}
+            if encoder_opt is not None:
+                encoder_terms = self.warmstart.loss(self.energy, x, proposal, chain.samples)
+                self.step_optimizer(encoder_opt, encoder_terms["encoder_loss"], counts_as_step=False)
         with torch.no_grad():
             metrics = self.chain_metrics(x, chain, energies.detach(), out_last)
-        self.log_dict({f"train/{k}": v for k, v in metrics.items()}, prog_bar=False)
+        metrics.update({k: v.detach() for k, v in encoder_terms.items()})
+        self.log_metrics("train", metrics, x.shape[0])
         self.log("train/loss", loss.detach(), prog_bar=True)
-        self.log_dict({
-            "cost/decoder_evals": float(self.sampler.num_steps + self.sampler.num_samples),
-            "cost/inner_loop_ms": inner_clock.ms,
-            "cost/step_ms": step_clock.ms,
-        })
+        self.log_cost(
+            decoder_evals=self.sampler.num_steps + len(learn_from) + self.warmstart.decoder_evals,
+            encoder_evals=int(self.warmstart.trainable),
+            inner_loop_ms=inner_clock.ms,
+            step_ms=step_clock.ms,
+        )
         return loss
 
     def validation_step(self, batch: Tensor | tuple, batch_idx: int) -> None:
         x = self.batch_images(batch)
         chain = self.infer(x)
         with torch.no_grad():
-            energies, out_last = self.sample_energies(x, chain.samples)
+            energies, out_last = self.sample_energies(x, self.learning_samples(chain))
             metrics = self.chain_metrics(x, chain, energies, out_last)
-        self.log_dict({f"val/{k}": v for k, v in metrics.items()}, batch_size=x.shape[0])
+        self.log_metrics("val", metrics, x.shape[0])
 
     def reconstruct(self, x: Tensor) -> Tensor:
         """The likelihood mean at the chain's last state z_T."""

@@ -1,5 +1,5 @@
 """Metrics and estimators (plain PyTorch, no Lightning)."""
 
-from lpc.metrics.elbo import chain_gaussian_elbo, diagonal_normal_log_prob
+from lpc.metrics.elbo import chain_gaussian_elbo
 
-__all__ = ["chain_gaussian_elbo", "diagonal_normal_log_prob"]
+__all__ = ["chain_gaussian_elbo"]

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
-import torch
 from torch import Tensor
 
-
-def diagonal_normal_log_prob(z: Tensor, mean: Tensor, var: Tensor) -> Tensor:
-    """log N(z; mean, diag var) = -sum_d [ (z_d - m_d)^2 / v_d + log v_d + log 2 pi ] / 2.  (B, D) -> (B,)."""
-    return -0.5 * ((z - mean).square() / var + var.log() + math.log(2 * math.pi)).sum(-1)
+from lpc.gaussian import diagonal_normal_log_prob, reparameterise
 
 
 def chain_gaussian_elbo(log_joint: Callable[[Tensor], Tensor], samples: Tensor, min_var: float = 1e-6) -> Tensor:
@@ -29,6 +24,6 @@ def chain_gaussian_elbo(log_joint: Callable[[Tensor], Tensor], samples: Tensor, 
     if samples.shape[0] < 2:
         raise ValueError("chain_gaussian_elbo needs at least 2 kept samples per chain (lower thin or burn_in)")
     mean = samples.mean(0)
-    var = samples.var(0).clamp_min(min_var)
-    z = mean + var.sqrt() * torch.randn_like(mean)
-    return log_joint(z) - diagonal_normal_log_prob(z, mean, var)
+    log_std = 0.5 * samples.var(0).clamp_min(min_var).log()
+    z = reparameterise(mean, log_std)
+    return log_joint(z) - diagonal_normal_log_prob(z, mean, log_std)

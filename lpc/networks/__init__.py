@@ -1,6 +1,10 @@
-"""Encoders and decoders: plain nn.Modules, no Lightning."""
+"""Encoders and decoders: plain nn.Modules, no Lightning.
 
-from lpc.networks.dcgan import DCGANDecoder
-from lpc.networks.mlp import MLPDecoder
+Decoders map z (B, D) to the likelihood's parameters (B, C, H, W) and expose ``latent_dim`` and
+``out_shape``; encoders map x to the (mean, log_std) of q(z | x) and expose ``in_shape``.
+"""
 
-__all__ = ["DCGANDecoder", "MLPDecoder"]
+from lpc.networks.dcgan import DCGANDecoder, DCGANEncoder
+from lpc.networks.mlp import MLPDecoder, MLPEncoder
+
+__all__ = ["DCGANDecoder", "DCGANEncoder", "MLPDecoder", "MLPEncoder"]
