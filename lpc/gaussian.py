@@ -31,3 +31,11 @@ def reparameterise(mean: Tensor, log_std: Tensor) -> Tensor:
 def kl_to_standard_normal(mean: Tensor, log_std: Tensor) -> Tensor:
     """KL(N(mean, diag sigma^2) || N(0, I)) = sum_d (m_d^2 + s_d^2 - 1 - 2 log s_d) / 2.  (B, D) -> (B,)."""
     return 0.5 * (mean.square() + torch.exp(2 * log_std) - 1.0 - 2 * log_std).sum(-1)
+
+
+def fit_diagonal_gaussian(samples: Tensor, min_var: float = 1e-6) -> tuple[Tensor, Tensor]:
+    """Moment-match N(mean, diag var) per example to samples (S, B, D), S >= 2: the sample mean and
+    the unbiased sample variance floored at ``min_var``. Returns (mean, log_std), each (B, D)."""
+    if samples.shape[0] < 2:
+        raise ValueError("fitting a Gaussian to a chain needs at least 2 kept samples (lower thin or burn_in)")
+    return samples.mean(0), 0.5 * samples.var(0).clamp_min(min_var).log()

@@ -27,6 +27,7 @@ class Likelihood(nn.Module):
     """Interface: log_prob(x, out) -> (B,), mean(out), sample(out), data_range."""
 
     data_range: tuple[float, float] | None = None  # None: any real-valued data
+    discrete = False  # True: log_prob is a log-probability of the data, not a density
 
     def log_prob(self, x: Tensor, out: Tensor) -> Tensor:
         raise NotImplementedError
@@ -76,6 +77,7 @@ class BernoulliLikelihood(Likelihood):
     """
 
     data_range = UNIT
+    discrete = True
 
     def mean(self, out: Tensor) -> Tensor:
         return torch.sigmoid(out)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import lightning as L
 from hydra.utils import instantiate
+from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 from lpc.data.base import ImageDataModule
@@ -21,6 +22,14 @@ def instantiate_dict(cfg: DictConfig | None) -> list:
     if not cfg:
         return []
     return [instantiate(node) for node in cfg.values() if isinstance(node, DictConfig) and "_target_" in node]
+
+
+def finish_wandb(loggers: list) -> None:
+    """End the W&B runs of this job, so the next job of a multirun (same process) starts its own."""
+    if any(isinstance(logger, WandbLogger) for logger in loggers):
+        import wandb
+
+        wandb.finish()
 
 
 def check_compatible(model: GenerativeModule, datamodule: ImageDataModule) -> None:
@@ -68,7 +77,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     callbacks = instantiate_dict(cfg.get("callbacks"))
     loggers = instantiate_dict(cfg.get("logger"))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        if trainer.limit_val_batches and model.validated_at != trainer.global_step:
+            trainer.validate(model, datamodule=datamodule, verbose=False)  # final val/ metrics
+    finally:
+        finish_wandb(loggers)
 
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     out = Path(cfg.paths.output_dir) / "metrics.json"

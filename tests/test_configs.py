@@ -13,8 +13,8 @@ from lpc.training import check_compatible, instantiate_dict
 GROUPS = sorted(p.name for p in (ROOT / "configs").iterdir() if p.is_dir() and p.name != "hydra")
 EXTRA = {  # options that need other values to resolve or to fit the default data (8x8 digits)
     "data/folder": ["data.root=some/folder.zip"],
-    "decoder/dcgan": ["data.image_size=32"],
-    **{f"decoder/dcgan{s}": [f"data.image_size={s}"] for s in (28, 32, 64)},
+    **{f"{net}/dcgan": ["data.image_size=32"] for net in ("decoder", "encoder")},
+    **{f"{net}/dcgan{s}": [f"data.image_size={s}"] for s in (28, 32, 64) for net in ("decoder", "encoder")},
 }
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((ROOT / "configs" / g).glob("*.yaml"))]
 
@@ -37,7 +37,7 @@ def test_option_composes_and_instantiates(compose_cfg, group, option):
     if group in ("callbacks", "logger"):
         objs = instantiate_dict(cfg[group])
         assert len(objs) == len([k for k, v in cfg[group].items() if "_target_" in v])
-    elif group in ("data", "decoder", "likelihood", "precond", "warmstart", "trainer"):
+    elif group in ("data", "decoder", "encoder", "eval", "likelihood", "precond", "warmstart", "trainer"):
         if cfg[group].get("accelerator") == "gpu" and not torch.cuda.is_available():
             pytest.skip("trainer=gpu needs a GPU to instantiate (it composes and resolves above)")
         assert instantiate(cfg[group]) is not None
@@ -62,6 +62,9 @@ def test_precond_option_reaches_the_sampler(compose_cfg):
 def test_mismatched_decoder_and_data_are_refused(compose_cfg):
     cfg = compose_cfg("decoder=dcgan32")  # digits are 8x8
     with pytest.raises(ValueError, match=r"decoder outputs images of shape \(1, 32, 32\).*data.image_size"):
+        check_compatible(instantiate(cfg.model), instantiate(cfg.data))
+    cfg = compose_cfg("warmstart=jeffreys", "encoder=dcgan32")
+    with pytest.raises(ValueError, match=r"encoder reads images of shape \(1, 32, 32\)"):
         check_compatible(instantiate(cfg.model), instantiate(cfg.data))
     cfg = compose_cfg("likelihood.squash=tanh")
     with pytest.raises(ValueError, match=r"expects pixels in \[-1.0, 1.0\].*data.pixel_range"):

@@ -72,6 +72,20 @@ def test_folder_reads_class_folders_from_directory_or_zip(tmp_path, as_zip, pref
     assert batch[0].shape == (2, 1, 8, 8)
 
 
+def test_folder_labels_agree_across_splits_and_ignore_mac_metadata(tmp_path):
+    src = tmp_path / "src"
+    write_images(src, {"train/cat": 1, "train/dog": 1, "train/fox": 1, "test/cat": 1, "test/fox": 2})
+    (src / "__MACOSX" / "train" / "cat").mkdir(parents=True)
+    (src / "__MACOSX" / "train" / "cat" / "._0.png").write_bytes(b"resource fork")
+    (src / "train" / "cat" / "._1.png").write_bytes(b"resource fork")
+    dm = FolderDataModule(root=zip_folder(src, tmp_path / "mac.zip"), image_size=8, channels=3, batch_size=1)
+    dm.setup()
+    fox = dm.classes.index("fox")
+    assert dm.classes == ["cat", "dog", "fox"] and len(dm.train_set) == 3
+    assert sorted(dm.val_set.base.labels) == [0, fox, fox]
+    assert all(dm.train_set[i][0].shape == (3, 8, 8) for i in range(3))
+
+
 def test_folder_errors_name_the_path_and_layout(tmp_path):
     with pytest.raises(DatasetNotFoundError, match="does not exist"):
         FolderDataModule(root=tmp_path / "nowhere").setup()

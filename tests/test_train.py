@@ -31,7 +31,7 @@ def test_default_run_learns_and_writes_everything(tmp_path):
         assert (tmp_path / "images" / f"{kind}_step000000.png").exists()
         assert (tmp_path / "images" / f"{kind}_step000800.png").exists()
     ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-    assert ckpt["global_step"] == 800 and ckpt["hyper_parameters"]["step_size"] == 0.1
+    assert ckpt["global_step"] == 800 and ckpt["hyper_parameters"]["step_size"] == 0.2
     assert len(list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))) == 1
 
 
@@ -73,3 +73,19 @@ def test_cifar10_from_the_folder_zip(tmp_path):
               "callbacks.image_grids.num_images=16")
     assert read_metrics(tmp_path, "train/energy")
     assert (tmp_path / "images" / "samples_step000003.png").exists()
+
+
+def test_every_run_ends_with_a_validation(compose_cfg):
+    """max_steps need not be a multiple of val_check_interval: the final val/ metrics are there."""
+    metrics = train(compose_cfg("num_steps=7", "burn_in=1", "trainer.max_steps=7", "trainer.val_check_interval=400",
+                                "logger=csv", "callbacks=none"))
+    assert {"val/energy", "val/recon_mse", "val/elbo"} <= set(metrics)
+
+
+def test_multirun_jobs_get_their_own_wandb_runs(tmp_path):
+    cmd = [sys.executable, "train.py", "-m", "step_size=0.01,0.02", "num_steps=4", "burn_in=1", "trainer.max_steps=3",
+           "callbacks=none", f"hydra.sweep.dir={tmp_path}"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for job in ("0", "1"):
+        assert len(list((tmp_path / job / "wandb").glob("offline-run-*/run-*.wandb"))) == 1, job

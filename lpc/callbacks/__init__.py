@@ -1,5 +1,6 @@
 """Lightning callbacks."""
 
-from lpc.callbacks.images import ImageGrids
+from lpc.callbacks.evaluation import PeriodicEvaluation
+from lpc.callbacks.images import ImageGrids, write_grids
 
-__all__ = ["ImageGrids"]
+__all__ = ["ImageGrids", "PeriodicEvaluation", "write_grids"]

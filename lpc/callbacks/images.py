@@ -2,25 +2,51 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.loggers import Logger, WandbLogger
 from torch import Tensor
 from torchvision.utils import make_grid, save_image
 
+from lpc.evaluation import stack_images
 from lpc.methods.base import GenerativeModule
 
 
+def write_grids(
+    model: GenerativeModule,
+    x: Tensor,
+    dirpath: Path,
+    step: int,
+    pixel_range: tuple[float, float],
+    loggers: Sequence[Logger] = (),
+    min_side: int = 32,
+) -> None:
+    """Grids of ``x`` (``data``), ``model.reconstruct(x)`` (``recon``) and as many prior samples
+    (``samples``), drawn under a fixed seed, written to ``dirpath/<kind>_step<N>.png`` and to every
+    W&B logger as ``images/<kind>``. Images smaller than ``min_side`` are enlarged (nearest)."""
+    devices = [model.device] if model.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(0)
+        grids = {"data": x, "recon": model.reconstruct(x), "samples": model.generate(len(x))}
+    low, high = pixel_range
+    factor = max(1, -(-min_side // x.shape[-1]))
+    dirpath.mkdir(parents=True, exist_ok=True)
+    wandb_loggers = [lg for lg in loggers if isinstance(lg, WandbLogger)]
+    for kind, batch in grids.items():
+        pixels = ((batch.float() - low) / (high - low)).clamp(0, 1).cpu()
+        grid = make_grid(F.interpolate(pixels, scale_factor=factor, mode="nearest"), nrow=8, padding=1)
+        save_image(grid, dirpath / f"{kind}_step{step:06d}.png")
+        for logger in wandb_loggers:
+            logger.log_image(key=f"images/{kind}", images=[grid], step=step)
+
+
 class ImageGrids(L.Callback):
-    """At the start of training, every ``every_n_steps`` steps and at the end, writes three grids of
-    ``num_images`` images: ``data`` (a fixed batch of the validation set), ``recon`` (the method's
-    reconstruction of that batch) and ``samples`` (decoder means at z ~ p(z), fixed noise), as
-    ``<dirpath>/<kind>_step<N>.png``, and logs them to W&B when a WandbLogger is active.
-    Images smaller than ``min_side`` pixels are enlarged (nearest neighbour) so they can be seen.
-    """
+    """At the start of training, every ``every_n_steps`` steps and at the end, writes the grids of
+    ``write_grids`` for the first ``num_images`` images of the validation set."""
 
     def __init__(self, dirpath: str, every_n_steps: int = 500, num_images: int = 64, min_side: int = 32):
         super().__init__()
@@ -40,27 +66,11 @@ class ImageGrids(L.Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: GenerativeModule) -> None:
         self.write(trainer, pl_module)
 
-    def fixed_batch(self, trainer: L.Trainer, pl_module: GenerativeModule) -> Tensor:
-        dataset = trainer.datamodule.val_set
-        n = min(self.num_images, len(dataset))
-        return torch.stack([dataset[i][0] for i in range(n)]).to(pl_module.device)
-
     def write(self, trainer: L.Trainer, pl_module: GenerativeModule) -> None:
         step = trainer.global_step
         if step == self.last_step or not trainer.is_global_zero:
             return
         self.last_step = step
-        x = self.fixed_batch(trainer, pl_module)
-        with torch.random.fork_rng(devices=[pl_module.device] if pl_module.device.type == "cuda" else []):
-            torch.manual_seed(0)
-            grids = {"data": x, "recon": pl_module.reconstruct(x), "samples": pl_module.generate(len(x))}
-        low, high = trainer.datamodule.pixel_range
-        factor = max(1, -(-self.min_side // x.shape[-1]))
-        self.dirpath.mkdir(parents=True, exist_ok=True)
-        wandb_loggers = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
-        for kind, batch in grids.items():
-            pixels = ((batch.float() - low) / (high - low)).clamp(0, 1).cpu()
-            grid = make_grid(F.interpolate(pixels, scale_factor=factor, mode="nearest"), nrow=8, padding=1)
-            save_image(grid, self.dirpath / f"{kind}_step{step:06d}.png")
-            for logger in wandb_loggers:
-                logger.log_image(key=f"images/{kind}", images=[grid], step=step)
+        dataset = trainer.datamodule.val_set
+        x = stack_images(dataset, 0, min(self.num_images, len(dataset))).to(pl_module.device)
+        write_grids(pl_module, x, self.dirpath, step, trainer.datamodule.pixel_range, trainer.loggers, self.min_side)

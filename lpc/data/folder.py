@@ -62,25 +62,25 @@ def list_files(root: Path) -> list[str]:
     raise DatasetNotFoundError(f"data.root={root.resolve()} does not exist; {LAYOUT}")
 
 
-def split_files(files: list[str], split: str) -> tuple[list[str], list[int], list[str]]:
-    """The image paths of ``split``, their labels, and the sorted class names.
+def is_image(path: str) -> bool:
+    """An image file, not macOS metadata (``__MACOSX/``, ``._name``) that zips made on a Mac carry."""
+    parts = PurePosixPath(path).parts
+    return PurePosixPath(path).suffix.lower() in IMAGE_SUFFIXES and parts[0] != "__MACOSX" and not parts[-1].startswith("._")
 
-    The split folder is ``split/`` at the top or one level down. The class of an image is the first
-    folder below the split folder; images directly in it get class 0 of a single class ``""``.
+
+def split_files(files: list[str], split: str) -> tuple[list[str], list[str]]:
+    """The image paths of ``split`` and the class name of each.
+
+    The split folder is ``split/`` at the top, or else one level down. The class of an image is the
+    first folder below the split folder; images directly in it belong to the class ``""``.
     """
-    images = [f for f in files if PurePosixPath(f).suffix.lower() in IMAGE_SUFFIXES]
-    for prefix in sorted({f.split("/")[0] + "/" for f in images if f.count("/") >= 2}) + [""]:
+    images = [f for f in files if is_image(f)]
+    for prefix in [""] + sorted({f.split("/")[0] + "/" for f in images if f.count("/") >= 2}):
         chosen = [f for f in images if f.startswith(prefix + split + "/")]
         if chosen:
-            break
-    else:
-        return [], [], []
-    start = len(prefix + split + "/")
-    rel = [f[start:] for f in chosen]
-    classes = sorted({r.split("/")[0] if "/" in r else "" for r in rel})
-    index = {c: i for i, c in enumerate(classes)}
-    labels = [index[r.split("/")[0] if "/" in r else ""] for r in rel]
-    return chosen, labels, classes
+            rel = [f[len(prefix + split + "/") :] for f in chosen]
+            return chosen, [r.split("/")[0] if "/" in r else "" for r in rel]
+    return [], []
 
 
 class FolderDataModule(ImageDataModule):
@@ -96,15 +96,21 @@ class FolderDataModule(ImageDataModule):
         if root is None:
             raise DatasetNotFoundError(f"data=folder needs data.root=<directory or .zip>; {LAYOUT}")
         super().__init__(root=root, **kwargs)
-        self._files: list[str] | None = None
         self.classes: list[str] = []
 
+    def setup(self, stage: str | None = None) -> None:
+        """List the files once; classes are numbered over both splits (sorted names), so a class has
+        the same label in train and test."""
+        if self.train_set is None:
+            files = list_files(self.root)
+            self._splits = {split: split_files(files, split) for split in ("train", "test")}
+            for split, (paths, _) in self._splits.items():
+                if not paths:
+                    raise DatasetNotFoundError(f"no images in a {split}/ folder of {self.root}; {LAYOUT}")
+            self.classes = sorted({c for _, names in self._splits.values() for c in names})
+        super().setup(stage)
+
     def load_split(self, split: str) -> Dataset:
-        if self._files is None:
-            self._files = list_files(self.root)
-        paths, labels, classes = split_files(self._files, split)
-        if not paths:
-            raise DatasetNotFoundError(f"no images in a {split}/ folder of {self.root}; {LAYOUT}")
-        if split == "train":
-            self.classes = classes
-        return ImageFiles(self.root, paths, labels)
+        paths, names = self._splits[split]
+        index = {c: i for i, c in enumerate(self.classes)}
+        return ImageFiles(self.root, paths, [index[c] for c in names])

@@ -17,15 +17,22 @@ class TorchvisionDataModule(ImageDataModule):
     def __init__(self, download: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.download = download
+        self._built: dict[str, Dataset] = {}
 
     def build(self, split: str, download: bool) -> Dataset:
         raise NotImplementedError
 
     def prepare_data(self) -> None:
+        """Find (or download) both splits; what is built here is kept for ``setup``."""
         for split in ("train", "test"):
             self.load_split(split)
 
     def load_split(self, split: str) -> Dataset:
+        if split not in self._built:
+            self._built[split] = self.find_or_download(split)
+        return self._built[split]
+
+    def find_or_download(self, split: str) -> Dataset:
         try:
             return self.build(split, download=False)
         except (RuntimeError, FileNotFoundError, OSError) as missing:

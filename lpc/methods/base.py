@@ -51,6 +51,10 @@ class GenerativeModule(L.LightningModule):
         self.energy = Energy(decoder, likelihood)
         self.optimizer_factory = optimizer
         self.automatic_optimization = False
+        self.validated_at = -1  # global_step of the last validation
+
+    def on_validation_epoch_end(self) -> None:
+        self.validated_at = self.global_step
 
     @property
     def decoder(self) -> nn.Module:
@@ -75,6 +79,11 @@ class GenerativeModule(L.LightningModule):
 
     def reconstruct(self, x: Tensor) -> Tensor:
         """Image-space mean E[x | z] at the method's inferred z for x."""
+        raise NotImplementedError
+
+    def proposals(self, x: Tensor) -> dict[str, tuple[Tensor, Tensor]]:
+        """The diagonal-Gaussian proposals q(z | x) the method offers for likelihood bounds, by name,
+        as (mean, log_std), each (B, D)."""
         raise NotImplementedError
 
     def check_finite(self, loss: Tensor, hint: str) -> None:

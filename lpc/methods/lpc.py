@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 
 import torch
 from torch import Tensor, nn
 
+from lpc.gaussian import fit_diagonal_gaussian
 from lpc.likelihoods import Likelihood
 from lpc.methods.base import GenerativeModule, OptimizerFactory, Stopwatch
 from lpc.metrics.elbo import chain_gaussian_elbo
@@ -86,7 +88,7 @@ class LangevinPC(GenerativeModule):
             "energy_init": chain.energies[0].mean(),
             "energy_last": energies[-1].mean(),
             "recon_mse": (self.likelihood.mean(out_last) - x).square().mean(),
-            "precond_scale": chain.scale_mean,
+            "precond_scale": torch.as_tensor(chain.scale).mean(),
         }
         if self.sampler.noise and chain.samples.shape[0] >= 2:
             metrics["elbo"] = chain_gaussian_elbo(lambda z: -self.energy(x, z), chain.samples).mean()
@@ -137,3 +139,16 @@ class LangevinPC(GenerativeModule):
         chain = self.infer(x)
         with torch.no_grad():
             return self.likelihood.mean(self.decoder(chain.samples[-1]))
+
+    def proposals(self, x: Tensor) -> dict[str, tuple[Tensor, Tensor]]:
+        """``chain``: a diagonal Gaussian moment-matched to the kept samples of a Langevin chain from
+        the warm-start (for a noise-free sampler, i.e. plain PC, the same sampler with noise; absent
+        when the sampler keeps fewer than 2 samples); with an encoder also ``encoder``: its q(z | x)."""
+        proposal = self.warmstart(x)
+        found = {}
+        if self.sampler.num_samples >= 2:
+            sampler = self.sampler if self.sampler.noise else replace(self.sampler, noise=True)
+            found["chain"] = fit_diagonal_gaussian(sampler.run(partial(self.energy, x), proposal.z0).samples)
+        if proposal.mean is not None:
+            found["encoder"] = (proposal.mean, proposal.log_std)
+        return found

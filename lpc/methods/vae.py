@@ -62,6 +62,10 @@ class VAE(GenerativeModule):
             terms = self.elbo_terms(x)
         self.log_metrics("val", {k: v.mean() for k, v in terms.items()}, x.shape[0])
 
+    def proposals(self, x: Tensor) -> dict[str, tuple[Tensor, Tensor]]:
+        """The encoder's q(z | x)."""
+        return {"encoder": self.encoder(x)}
+
     @torch.no_grad()
     def reconstruct(self, x: Tensor) -> Tensor:
         """The likelihood mean at the encoder's mean."""

@@ -63,7 +63,7 @@ class ChainResult(NamedTuple):
 
     samples: Tensor  # (S, B, D) kept post-burn-in states, in chain order; samples[-1] is z_T
     energies: Tensor  # (T, B) E(x, z_{t-1}) at the start of each step t = 1..T
-    scale_mean: float  # mean of the preconditioner's M at the last step
+    scale: Tensor | float  # the preconditioner's M at the last step: scalar, (1, D) or (B, D)
 
 
 @dataclass
@@ -77,6 +77,8 @@ class LangevinSampler:
         thin: keep every ``thin``-th state after burn-in (counted back from z_T).
         noise: False turns the chain into gradient descent (plain predictive coding).
         preconditioner: the diagonal M (identity by default).
+        freeze_precond: adapt M during burn-in only (steps t <= max(burn_in, 1)) and hold it
+            fixed afterwards, so the kept samples come from Langevin dynamics with a constant M.
     """
 
     step_size: float
@@ -85,6 +87,7 @@ class LangevinSampler:
     thin: int = 1
     noise: bool = True
     preconditioner: Preconditioner = field(default_factory=IdentityPreconditioner)
+    freeze_precond: bool = True
 
     def __post_init__(self) -> None:
         if not self.step_size > 0:
@@ -107,11 +110,12 @@ class LangevinSampler:
         z = z0.detach()
         state = self.preconditioner.init(z)
         samples, energies = [], []
-        scale: Tensor | float = 1.0
+        adapt_until = max(self.burn_in, 1) if self.freeze_precond else self.num_steps
         for t in range(1, self.num_steps + 1):
             energy, grad = energy_and_grad(energy_fn, z)
-            state = self.preconditioner.update(state, grad)
-            scale = self.preconditioner.scale(state)
+            if t <= adapt_until:
+                state = self.preconditioner.update(state, grad)
+                scale = self.preconditioner.scale(state)
             if self.noise:
                 z = langevin_step(z, grad, torch.randn_like(z), self.step_size, scale)
             else:
@@ -119,6 +123,5 @@ class LangevinSampler:
             energies.append(energy)
             if t in self._kept:
                 samples.append(z)
-        scale_mean = scale.mean().item() if isinstance(scale, Tensor) else float(scale)
-        return ChainResult(torch.stack(samples), torch.stack(energies), scale_mean)
+        return ChainResult(torch.stack(samples), torch.stack(energies), scale)
 

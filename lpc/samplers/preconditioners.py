@@ -6,8 +6,10 @@ broadcastable to z (shape (B, D) per example, (1, D) when shared over the batch,
 The sampler applies ``z <- z - eta * M * grad + sqrt(2 * eta * M) * xi``.
 
 As in preconditioned SGLD (Li et al. 2016) the position-dependent correction term
-Gamma(z) = sum_j d M_ij / d z_j is dropped, and M adapts along the chain, so the chain is a
-heuristic sampler: with M held fixed it targets the same law as plain Langevin.
+Gamma(z) = sum_j d M_ij / d z_j is dropped. While M adapts the chain is a heuristic; the sampler
+therefore adapts M during burn-in only (by default) and holds it fixed afterwards, so the kept
+samples come from Langevin dynamics with a constant diagonal M, whose stationary law is the
+posterior up to the usual discretisation error.
 """
 
 from __future__ import annotations
@@ -35,9 +37,9 @@ def bias_correct(square_avg: Tensor, beta: float, count: int) -> Tensor:
     return square_avg / (1.0 - beta**count)
 
 
-def inverse_sqrt_scale(square_avg_hat: Tensor, eps: float) -> Tensor:
-    """M = 1 / (sqrt(v_hat) + eps), the diagonal of the Adam/RMSprop preconditioner."""
-    return 1.0 / (square_avg_hat.sqrt() + eps)
+def inverse_sqrt_scale(square_avg_hat: Tensor, eps: float, max_scale: float) -> Tensor:
+    """M = min(1 / (sqrt(v_hat) + eps), M_max), the diagonal of the Adam/RMSprop preconditioner."""
+    return (1.0 / (square_avg_hat.sqrt() + eps)).clamp_max(max_scale)
 
 
 class Preconditioner(Protocol):
@@ -70,22 +72,30 @@ class AdamPreconditioner:
 
         v_t     = beta * v_{t-1} + (1 - beta) * g_t^2          v_0 = 0
         v_hat_t = v_t / (1 - beta^t)                           (bias correction, as Adam)
-        M_t     = 1 / (sqrt(v_hat_t) + eps)
+        M_t     = min(1 / (sqrt(v_hat_t) + eps), max_scale)
 
     and step t uses M_t, i.e. the average already includes g_t (as Adam's update does).
+    The cap matters for a sampler, unlike for Adam: the noise sqrt(2 eta M) grows without bound as a
+    gradient approaches 0 (E[1 / |g|] is infinite for a gradient that is Gaussian around 0), so a
+    chain would take huge random kicks. ``max_scale=1`` never steps further than plain Langevin; it
+    is also where M settles on its own, since M ~ 1 / sqrt(lambda) and the posterior precision
+    lambda >= 1 when the prior is N(0, I) and the likelihood's curvature is positive.
     The average is taken per element, i.e. per example and per latent dimension (shape (B, D)),
     so each example's chain is preconditioned independently; with ``shared_over_batch=True``
     g_t^2 is first averaged over the batch, giving one scale per latent dimension (1, D).
     State starts afresh with every chain (it is not carried across batches).
     """
 
-    def __init__(self, beta: float = 0.99, eps: float = 1e-8, shared_over_batch: bool = False):
+    def __init__(self, beta: float = 0.9, eps: float = 1e-8, max_scale: float = 1.0, shared_over_batch: bool = False):
         if not 0.0 <= beta < 1.0:
             raise ValueError(f"precond.beta must be in [0, 1), got {beta}")
         if eps < 0.0:
             raise ValueError(f"precond.eps must be >= 0, got {eps}")
+        if not max_scale > 0.0:
+            raise ValueError(f"precond.max_scale must be > 0, got {max_scale}")
         self.beta = beta
         self.eps = eps
+        self.max_scale = max_scale
         self.shared_over_batch = shared_over_batch
 
     def init(self, z: Tensor) -> RMSState:
@@ -99,4 +109,4 @@ class AdamPreconditioner:
         return RMSState(ema_square(state.square_avg, grad_sq, self.beta), state.count + 1)
 
     def scale(self, state: RMSState) -> Tensor:
-        return inverse_sqrt_scale(bias_correct(state.square_avg, self.beta, state.count), self.eps)
+        return inverse_sqrt_scale(bias_correct(state.square_avg, self.beta, state.count), self.eps, self.max_scale)

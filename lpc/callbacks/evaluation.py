@@ -1,0 +1,55 @@
+"""Runs the shared evaluation during training and logs it under ``eval/``."""
+
+from __future__ import annotations
+
+import logging
+
+import lightning as L
+import torch
+
+from lpc.evaluation import EvalResult, Evaluator
+from lpc.methods.base import GenerativeModule
+
+log = logging.getLogger(__name__)
+
+
+class PeriodicEvaluation(L.Callback):
+    """Evaluates every ``every_n_steps`` training steps, every ``every_n_epochs`` epochs (0 turns
+    either off) and, if ``at_end``, when training ends; on the test split of the datamodule.
+    Metrics go to every logger as ``eval/<name>`` and to ``trainer.callback_metrics`` (hence to the
+    run's metrics.json). A metric that cannot be computed (e.g. FID offline) is left out, never 0 or NaN.
+    """
+
+    def __init__(self, evaluator: Evaluator, every_n_steps: int = 0, every_n_epochs: int = 0, at_end: bool = True):
+        super().__init__()
+        self.evaluator = evaluator
+        self.every_n_steps = every_n_steps
+        self.every_n_epochs = every_n_epochs
+        self.at_end = at_end
+        self.last_step = -1
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: GenerativeModule, outputs, batch, batch_idx: int) -> None:
+        if self.every_n_steps > 0 and trainer.global_step % self.every_n_steps == 0:
+            self.run(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: GenerativeModule) -> None:
+        if self.every_n_epochs > 0 and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+            self.run(trainer, pl_module)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: GenerativeModule) -> None:
+        if self.at_end:
+            self.run(trainer, pl_module)
+
+    def run(self, trainer: L.Trainer, pl_module: GenerativeModule) -> EvalResult | None:
+        step = trainer.global_step
+        if step == self.last_step or not trainer.is_global_zero:
+            return None
+        self.last_step = step
+        dm = trainer.datamodule
+        result = self.evaluator.evaluate(pl_module, dm.val_set, dm.pixel_range)
+        metrics = {f"eval/{k}": v for k, v in result.metrics.items()}
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=step)
+        trainer.callback_metrics.update({k: torch.tensor(v) for k, v in metrics.items()})
+        log.info("evaluation at step %d: %s", step, ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())))
+        return result

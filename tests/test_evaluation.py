@@ -1,0 +1,160 @@
+"""The shared evaluation: the full sample-quality pipeline with an injected feature network, the
+offline Inception path, evaluation during training, and scripts/evaluate.py on every method."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from unittest import mock
+
+import numpy as np
+import pytest
+import torch
+from torch import Tensor, nn
+from torch.utils.data import TensorDataset
+
+from conftest import ROOT, read_metrics
+from lpc.evaluation import Evaluator, LikelihoodBounds, SampleQuality
+from lpc.metrics import prdc
+from lpc.metrics.features import FeaturesUnavailableError, InceptionFeatures
+from lpc.training import train
+from test_metrics import scipy_frechet
+from test_train import FAST
+
+
+class SmallFeatures(nn.Module):
+    """A fixed random conv net standing in for Inception."""
+
+    name = "small"
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(123)
+        self.net = nn.Sequential(nn.Conv2d(1, 8, 3, 2, 1), nn.Tanh(), nn.Flatten(), nn.Linear(8 * 16, 6))
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.net(images)
+
+
+class StubModel(nn.Module):
+    """Just what the sample-quality evaluation needs: a device and deterministic samples in [-1, 1]."""
+
+    def __init__(self, pool: Tensor):
+        super().__init__()
+        self.pool = pool
+        self.served = 0
+        self.dummy = nn.Parameter(torch.zeros(()))
+
+    @property
+    def device(self) -> torch.device:
+        return self.dummy.device
+
+    def generate(self, n: int) -> Tensor:
+        out = self.pool[self.served : self.served + n]
+        self.served += n
+        return out
+
+
+def test_sample_quality_pipeline_equals_a_direct_computation():
+    g = torch.Generator().manual_seed(0)
+    real = torch.rand(300, 1, 8, 8, generator=g) * 2 - 1  # data in [-1, 1]
+    fake = (torch.rand(200, 1, 8, 8, generator=g) * 1.6 - 1).clamp(-1, 1)
+    test_set = TensorDataset(real, torch.zeros(300))
+    evaluator = Evaluator(SampleQuality(SmallFeatures, num_samples=200, batch_size=64, prdc_k=3),
+                          LikelihoodBounds(enabled=False))
+    result = evaluator.evaluate(StubModel(fake), test_set, pixel_range=(-1.0, 1.0))
+    net = SmallFeatures()
+    with torch.no_grad():
+        f_real = net((real[:200] + 1) / 2).double()
+        f_fake = net((fake + 1) / 2).double()
+    assert set(result.metrics) == {"fd_small", "precision_small", "recall_small", "density_small", "coverage_small"}
+    assert result.metrics["fd_small"] == pytest.approx(scipy_frechet(f_real.numpy(), f_fake.numpy()), rel=1e-5)
+    want = prdc(f_real, f_fake, k=3)
+    assert {k: result.metrics[f"{k}_small"] for k in want} == pytest.approx(want)
+    assert not result.errors
+
+
+def test_missing_inception_weights_skip_fid_once_with_both_fixes(caplog):
+    real = torch.rand(50, 1, 8, 8)
+    evaluator = Evaluator(SampleQuality("inception", num_samples=20, download=False),
+                          LikelihoodBounds(enabled=False))
+    with caplog.at_level(logging.WARNING):
+        first = evaluator.evaluate(StubModel(torch.rand(40, 1, 8, 8)), TensorDataset(real, real), (0.0, 1.0))
+        second = evaluator.evaluate(StubModel(torch.rand(40, 1, 8, 8)), TensorDataset(real, real), (0.0, 1.0))
+    assert "fid" not in first.metrics and "fid" in first.errors and first.errors == second.errors
+    assert "eval.fid.weights_path" in first.errors["fid"] and "eval.fid.download=true" in first.errors["fid"]
+    assert sum("FID skipped" in r.getMessage() for r in caplog.records) == 1
+    with pytest.raises(FeaturesUnavailableError, match="no file at eval.fid.weights_path"):
+        InceptionFeatures(weights_path="/nonexistent/inception.pth")
+
+
+@pytest.fixture(scope="module")
+def inception_weights(tmp_path_factory) -> str:
+    """A weights file in torch-fidelity's Inception format, randomly initialised (the real one
+    cannot be downloaded in the tests)."""
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    with mock.patch.object(FeatureExtractorInceptionV3, "load_state_dict"), \
+            mock.patch("torch_fidelity.feature_extractor_inceptionv3.load_state_dict_from_url", return_value={}):
+        random_net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+    weights = tmp_path_factory.mktemp("inception") / "inception.pth"
+    torch.save(random_net.state_dict(), weights)
+    return str(weights)
+
+
+def test_inception_path_with_a_local_weights_file(inception_weights):
+    """The real Inception pipeline fed a weights file: 2048-d features from 8x8 grayscale digits, finite FID."""
+    features = InceptionFeatures(weights_path=inception_weights, download=False)
+    assert features(torch.rand(3, 1, 8, 8)).shape == (3, 2048)
+    evaluator = Evaluator(SampleQuality(lambda: features, num_samples=12, batch_size=6), LikelihoodBounds(enabled=False))
+    real = torch.rand(12, 1, 8, 8)
+    result = evaluator.evaluate(StubModel(torch.rand(12, 1, 8, 8)), TensorDataset(real, real), (0.0, 1.0))
+    assert np.isfinite(result.metrics["fid"]) and {"precision", "recall", "density", "coverage"} <= set(result.metrics)
+
+
+def test_training_logs_fid_and_prdc_when_the_weights_are_given(compose_cfg, tmp_path, inception_weights):
+    train(compose_cfg(*FAST, "eval=fast", f"eval.fid.weights_path={inception_weights}", "eval.fid.num_samples=24",
+                      "callbacks.evaluation.every_n_steps=0", "callbacks.image_grids.every_n_steps=0"))
+    for name in ("eval/fid", "eval/precision", "eval/recall", "eval/density", "eval/coverage", "eval/elbo_chain"):
+        values = read_metrics(tmp_path, name)
+        assert len(values) == 1 and np.isfinite(values[0]), name
+
+
+def test_training_logs_the_evaluation_and_survives_missing_fid(compose_cfg, tmp_path, caplog):
+    with caplog.at_level(logging.WARNING):
+        metrics = train(compose_cfg(*FAST, "eval=fast", "eval.fid.download=false", "callbacks.image_grids.every_n_steps=0"))
+    assert metrics["eval/iwae10_chain"] >= metrics["eval/elbo_chain"] - 1.0 and "eval/bpd_chain" in metrics
+    assert not any(k.startswith("eval/fid") for k in metrics)
+    assert len(read_metrics(tmp_path, "eval/elbo_chain")) == 2  # at step 15 and at the end
+    assert sum("FID skipped" in r.getMessage() for r in caplog.records) == 1
+
+
+@pytest.mark.parametrize("method,proposals", [
+    (["warmstart=none"], {"chain"}), (["warmstart=jeffreys"], {"chain", "encoder"}),
+    (["model=pc"], {"chain"}), (["model=vae"], {"encoder"}),
+])
+def test_evaluate_py_on_a_checkpoint_of_each_method(compose_cfg, tmp_path, method, proposals):
+    train(compose_cfg(*method, *FAST, "callbacks=model_checkpoint"))
+    ckpt = tmp_path / "checkpoints" / "last.ckpt"
+    out = tmp_path / "eval"
+    cmd = [sys.executable, "scripts/evaluate.py", f"ckpt_path={ckpt}", "eval=fast", "eval.fid.download=false",
+           "eval.likelihood.num_examples=40", "logger=csv", f"hydra.run.dir={out}"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["global_step"] == 30 and "FID skipped" in report["missing"]["fid"]
+    for p in proposals:
+        m = report["metrics"]
+        assert m[f"eval/iwae10_{p}"] >= m[f"eval/elbo_{p}"] - 1.0 and m[f"eval/bpd_{p}"] > 0
+    assert {f"eval/elbo_{p}" for p in proposals} == {k for k in report["metrics"] if k.startswith("eval/elbo_")}
+    assert (out / "images" / "samples_step000030.png").exists()
+
+
+def test_evaluate_py_refuses_a_corrupt_checkpoint(tmp_path):
+    bad = tmp_path / "last.ckpt"
+    bad.write_bytes(b"\x00not a checkpoint")
+    cmd = [sys.executable, "scripts/evaluate.py", f"ckpt_path={bad}", f"hydra.run.dir={tmp_path / 'eval'}"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "is not a readable checkpoint" in proc.stderr
