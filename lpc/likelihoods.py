@@ -2,7 +2,10 @@
 
 Every likelihood maps the decoder output ``out`` (B, C, H, W) to a per-example log-probability
 summed over pixels (B,), an image-space mean and a sample, and states the pixel range it expects
-(``data_range``), which the data module must produce.
+(``data_range``) and whether the data must be binarised, which the data module must match.
+
+The Gaussian likelihoods share one scale sigma over all pixels, fixed or learned
+(``sigma_mode``, see ``LocationScaleLikelihood``).
 """
 
 from __future__ import annotations
@@ -12,10 +15,12 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.special import log_ndtr
 
 UNIT = (0.0, 1.0)
 SYMMETRIC = (-1.0, 1.0)
 _SQUASH = {"none": (lambda t: t, None), "sigmoid": (torch.sigmoid, UNIT), "tanh": (torch.tanh, SYMMETRIC)}
+SIGMA_MODES = ("fixed", "param", "optimal", "ema")
 
 
 def sum_per_example(t: Tensor) -> Tensor:
@@ -24,10 +29,11 @@ def sum_per_example(t: Tensor) -> Tensor:
 
 
 class Likelihood(nn.Module):
-    """Interface: log_prob(x, out) -> (B,), mean(out), sample(out), data_range."""
+    """Interface: log_prob(x, out) -> (B,), mean(out), sample(out), data_range, fit_scale."""
 
     data_range: tuple[float, float] | None = None  # None: any real-valued data
-    discrete = False  # True: log_prob is a log-probability of the data, not a density
+    discrete = False  # True: log_prob is a log-probability of the (8-bit or binary) data, not a density
+    binary = False  # True: the data must be binarised
 
     def log_prob(self, x: Tensor, out: Tensor) -> Tensor:
         raise NotImplementedError
@@ -38,46 +44,19 @@ class Likelihood(nn.Module):
     def sample(self, out: Tensor) -> Tensor:
         raise NotImplementedError
 
-
-class GaussianLikelihood(Likelihood):
-    """p(x | z) = N(x; mu, sigma^2 I) with a fixed sigma and mu = squash(f_theta(z)).
-
-        log p(x | z) = sum_i [ -(x_i - mu_i)^2 / (2 sigma^2) - log sigma - log(2 pi) / 2 ]
-
-    ``squash`` is ``none`` (mu = f_theta(z), any data range), ``sigmoid`` (data in [0, 1]) or
-    ``tanh`` (data in [-1, 1]).
-    """
-
-    def __init__(self, sigma: float = 0.1, squash: str = "none"):
-        super().__init__()
-        if not sigma > 0:
-            raise ValueError(f"likelihood.sigma must be > 0, got {sigma}")
-        if squash not in _SQUASH:
-            raise ValueError(f"likelihood.squash must be one of {sorted(_SQUASH)}, got {squash!r}")
-        self.sigma = float(sigma)
-        self.squash = squash
-        self._squash_fn, self.data_range = _SQUASH[squash]
-
-    def mean(self, out: Tensor) -> Tensor:
-        return self._squash_fn(out)
-
-    def log_prob(self, x: Tensor, out: Tensor) -> Tensor:
-        z = (x - self.mean(out)) / self.sigma
-        return sum_per_example(-0.5 * z.square() - math.log(self.sigma) - 0.5 * math.log(2 * math.pi))
-
-    def sample(self, out: Tensor) -> Tensor:
-        return self.mean(out) + self.sigma * torch.randn_like(out)
+    def fit_scale(self, x: Tensor, out: Tensor) -> None:
+        """Called by the methods on each training batch's learning pass, before its loss (no-op here)."""
 
 
 class BernoulliLikelihood(Likelihood):
-    """p(x | z) = prod_i Bernoulli(x_i; sigmoid(l_i)) with logits l = f_theta(z), x in [0, 1]
-    (binarised data; a non-binary x in [0, 1] gives the usual cross-entropy, not a normalised density).
+    """p(x | z) = prod_i Bernoulli(x_i; sigmoid(l_i)) with logits l = f_theta(z), for binarised x.
 
         log p(x | z) = sum_i [ x_i * l_i - log(1 + exp(l_i)) ]
     """
 
     data_range = UNIT
     discrete = True
+    binary = True
 
     def mean(self, out: Tensor) -> Tensor:
         return torch.sigmoid(out)
@@ -87,3 +66,146 @@ class BernoulliLikelihood(Likelihood):
 
     def sample(self, out: Tensor) -> Tensor:
         return torch.bernoulli(self.mean(out))
+
+
+class LocationScaleLikelihood(Likelihood):
+    """Pixels around mean = squash(f_theta(z)) with one scale sigma shared by all pixels.
+
+    ``sigma_mode`` says where sigma comes from (``sigma`` is its initial or fixed value):
+
+    - ``fixed``: sigma stays as given.
+    - ``param``: a learned log-sigma parameter, trained with the decoder by the decoder's optimizer:
+      the gradient of the decoder's loss flows into it.
+    - ``optimal``: the sigma-VAE's closed form (Rybkin et al. 2021): on each training batch, before
+      the loss, sigma^2 = the mean squared error between x and the mean over the batch and pixels
+      (detached: no gradient flows into sigma, and the loss uses this sigma).
+    - ``ema``: the same estimate averaged over batches, sigma <- d sigma + (1 - d) sigma_batch
+      (d = ``ema_decay``), then used by the loss.
+
+    In every mode sigma is a constant during a Langevin chain: the inner loop's energy sees the value
+    left by the previous training batch, and gradients there are taken w.r.t. z only. sigma never
+    falls below ``min_sigma``.
+    """
+
+    def __init__(
+        self,
+        sigma: float = 0.1,
+        squash: str = "none",
+        sigma_mode: str = "fixed",
+        ema_decay: float = 0.99,
+        min_sigma: float = 1e-3,
+    ):
+        super().__init__()
+        if not sigma > 0:
+            raise ValueError(f"likelihood.sigma must be > 0, got {sigma}")
+        if squash not in _SQUASH:
+            raise ValueError(f"likelihood.squash must be one of {sorted(_SQUASH)}, got {squash!r}")
+        if sigma_mode not in SIGMA_MODES:
+            raise ValueError(f"likelihood.sigma_mode must be one of {list(SIGMA_MODES)}, got {sigma_mode!r}")
+        if not 0.0 <= ema_decay < 1.0:
+            raise ValueError(f"likelihood.ema_decay must be in [0, 1), got {ema_decay}")
+        self.squash = squash
+        self._squash_fn, self.data_range = _SQUASH[squash]
+        self.sigma_mode = sigma_mode
+        self.ema_decay = ema_decay
+        self.min_sigma = min_sigma
+        log_sigma = torch.tensor(math.log(sigma))
+        if sigma_mode == "param":
+            self.log_sigma = nn.Parameter(log_sigma)
+        else:
+            self.register_buffer("log_sigma", log_sigma)
+
+    @property
+    def sigma(self) -> Tensor:
+        return self.log_sigma.exp().clamp_min(self.min_sigma)
+
+    def mean(self, out: Tensor) -> Tensor:
+        return self._squash_fn(out)
+
+    def pixel_log_prob(self, x: Tensor, mean: Tensor, sigma: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def log_prob(self, x: Tensor, out: Tensor) -> Tensor:
+        return sum_per_example(self.pixel_log_prob(x, self.mean(out), self.sigma))
+
+    @torch.no_grad()
+    def fit_scale(self, x: Tensor, out: Tensor) -> None:
+        """``optimal``/``ema``: sigma from the root-mean-square error of this batch (see the class)."""
+        if self.sigma_mode not in ("optimal", "ema"):
+            return
+        rmse = (x - self.mean(out)).square().mean().sqrt().clamp_min(self.min_sigma)
+        if self.sigma_mode == "ema":
+            rmse = self.ema_decay * self.sigma + (1.0 - self.ema_decay) * rmse
+        self.log_sigma.copy_(rmse.log())
+
+    def sample(self, out: Tensor) -> Tensor:
+        return self.mean(out) + self.sigma * torch.randn_like(out)
+
+
+def normal_log_pdf(x: Tensor, mean: Tensor, sigma: Tensor) -> Tensor:
+    """log N(x; mean, sigma^2) = -((x - mean) / sigma)^2 / 2 - log sigma - log(2 pi) / 2, elementwise."""
+    return -0.5 * ((x - mean) / sigma).square() - sigma.log() - 0.5 * math.log(2 * math.pi)
+
+
+class GaussianLikelihood(LocationScaleLikelihood):
+    """p(x | z) = N(x; mean, sigma^2 I), mean = squash(f_theta(z)):
+
+        log p(x | z) = sum_i [ -(x_i - mean_i)^2 / (2 sigma^2) - log sigma - log(2 pi) / 2 ]
+
+    ``squash``: ``none`` (any data range), ``sigmoid`` (data in [0, 1]) or ``tanh`` ([-1, 1]).
+    """
+
+    def pixel_log_prob(self, x: Tensor, mean: Tensor, sigma: Tensor) -> Tensor:
+        return normal_log_pdf(x, mean, sigma)
+
+
+def log1mexp(t: Tensor) -> Tensor:
+    """log(1 - exp(t)) for t < 0, accurate near 0 and in the tail (Maechler 2012)."""
+    return torch.where(t > -math.log(2.0), torch.log(-torch.expm1(t)), torch.log1p(-torch.exp(t)))
+
+
+def log_normal_interval(lower: Tensor, upper: Tensor) -> Tensor:
+    """log(Phi(upper) - Phi(lower)) for lower < upper (standard normal CDF Phi), stable everywhere:
+    computed in whichever tail the interval lies, as log Phi(b) + log(1 - exp(log Phi(a) - log Phi(b)))
+    with (a, b) = (lower, upper), or (-upper, -lower) when the interval lies right of 0."""
+    right = lower > 0
+    a = torch.where(right, -upper, lower)
+    b = torch.where(right, -lower, upper)
+    log_b = log_ndtr(b)
+    # the gap is < 0 for a < b; the bound keeps log1mexp finite where float precision rounds it to 0
+    gap = (log_ndtr(a) - log_b).clamp_max(-torch.finfo(a.dtype).eps)
+    return log_b + log1mexp(gap)
+
+
+def discretized_gaussian_log_prob(x: Tensor, mean: Tensor, sigma: Tensor, bins: int = 256) -> Tensor:
+    """log P(x) for x on the ``bins`` equally spaced values of [-1, 1] (bin width w = 2 / (bins - 1)):
+
+        P(x) = Phi((x + w/2 - mean) / sigma) - Phi((x - w/2 - mean) / sigma)    inside,
+        P(-1) = Phi((-1 + w/2 - mean) / sigma),  P(1) = 1 - Phi((1 - w/2 - mean) / sigma)    (open edge bins),
+
+    so the probabilities of the bins sum to 1 for any mean and sigma. Elementwise.
+    """
+    half = 1.0 / (bins - 1)
+    upper = (x - mean + half) / sigma
+    lower = (x - mean - half) / sigma
+    inner = log_normal_interval(lower, upper)
+    return torch.where(x < -1.0 + half, log_ndtr(upper), torch.where(x > 1.0 - half, log_ndtr(-lower), inner))
+
+
+class DiscretizedGaussianLikelihood(LocationScaleLikelihood):
+    """The paper's likelihood: a Gaussian with mean tanh(f_theta(z)) and a shared scale sigma,
+    discretised to the 256 pixel values of 8-bit images scaled to [-1, 1] (bins of width 2/255,
+    the first and last open to -inf/+inf; ``discretized_gaussian_log_prob``). A probability, not a
+    density: bits per dimension are exact. Typically with a learned ``sigma_mode``."""
+
+    discrete = True
+
+    def __init__(self, sigma: float = 1.0, sigma_mode: str = "optimal", ema_decay: float = 0.99, min_sigma: float = 1e-3):
+        super().__init__(sigma=sigma, squash="tanh", sigma_mode=sigma_mode, ema_decay=ema_decay, min_sigma=min_sigma)
+
+    def pixel_log_prob(self, x: Tensor, mean: Tensor, sigma: Tensor) -> Tensor:
+        return discretized_gaussian_log_prob(x, mean, sigma)
+
+    def sample(self, out: Tensor) -> Tensor:
+        """A draw rounded to the 256 pixel values (the edge bins take everything beyond)."""
+        return (((super().sample(out) + 1) * 127.5).round().clamp(0, 255) / 127.5) - 1

@@ -48,12 +48,15 @@ def check_compatible(model: GenerativeModule, datamodule: ImageDataModule) -> No
                 f"the encoder reads images of shape {tuple(in_shape)} but data={datamodule.name} gives "
                 f"{datamodule.image_shape}; pick an encoder for that size (encoder=dcgan28|dcgan32|dcgan64|mlp)"
             )
+    likelihood = type(model.likelihood).__name__
     wanted = model.likelihood.data_range
     if wanted is not None and tuple(wanted) != datamodule.pixel_range:
         raise ValueError(
-            f"likelihood={type(model.likelihood).__name__} expects pixels in {list(wanted)} but "
-            f"data.pixel_range={list(datamodule.pixel_range)}; set data.pixel_range={list(wanted)}"
+            f"{likelihood} expects pixels in {list(wanted)} but data.pixel_range={list(datamodule.pixel_range)}; "
+            f"set data.pixel_range={list(wanted)} (the likelihood options set it for you unless overridden)"
         )
+    if model.likelihood.binary and datamodule.binarize == "none":
+        raise ValueError(f"{likelihood} needs binarised pixels but data.binarize=none; set data.binarize=dynamic or fixed")
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -79,12 +82,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         if trainer.limit_val_batches and model.validated_at != trainer.global_step:
             trainer.validate(model, datamodule=datamodule, verbose=False)  # final val/ metrics
+            metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     finally:
         finish_wandb(loggers)
 
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     out = Path(cfg.paths.output_dir) / "metrics.json"
     out.write_text(json.dumps({"global_step": trainer.global_step, **metrics}, indent=2, sort_keys=True))
     log.info("metrics written to %s", out)

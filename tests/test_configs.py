@@ -14,7 +14,8 @@ GROUPS = sorted(p.name for p in (ROOT / "configs").iterdir() if p.is_dir() and p
 EXTRA = {  # options that need other values to resolve or to fit the default data (8x8 digits)
     "data/folder": ["data.root=some/folder.zip"],
     **{f"{net}/dcgan": ["data.image_size=32"] for net in ("decoder", "encoder")},
-    **{f"{net}/dcgan{s}": [f"data.image_size={s}"] for s in (28, 32, 64) for net in ("decoder", "encoder")},
+    **{f"{net}/{arch}{s}": [f"data.image_size={s}"] for arch, sizes in (("dcgan", (28, 32, 64)), ("higgins", (32, 64)))
+       for s in sizes for net in ("decoder", "encoder")},
 }
 OPTIONS = [(g, p.stem) for g in GROUPS for p in sorted((ROOT / "configs" / g).glob("*.yaml"))]
 
@@ -42,7 +43,11 @@ def test_option_composes_and_instantiates(compose_cfg, group, option):
             pytest.skip("trainer=gpu needs a GPU to instantiate (it composes and resolves above)")
         assert instantiate(cfg[group]) is not None
     model = instantiate(cfg.model)
-    if group in ("decoder", "experiment", "model") and cfg.data._target_.endswith("DigitsDataModule"):
+    if group in ("decoder", "encoder"):  # the network fits the data it is configured for
+        net, shape = instantiate(cfg[group]), (cfg.data.channels, cfg.data.image_size, cfg.data.image_size)
+        out = net(torch.randn(2, cfg.latent_dim)) if group == "decoder" else net(torch.rand(2, *shape))
+        assert out.shape == (2, *shape) if group == "decoder" else [t.shape for t in out] == [(2, cfg.latent_dim)] * 2
+    if group in ("decoder", "experiment", "model", "likelihood") and cfg.data._target_.endswith("DigitsDataModule"):
         check_compatible(model, instantiate(cfg.data))
 
 
@@ -69,3 +74,19 @@ def test_mismatched_decoder_and_data_are_refused(compose_cfg):
     cfg = compose_cfg("likelihood.squash=tanh")
     with pytest.raises(ValueError, match=r"expects pixels in \[-1.0, 1.0\].*data.pixel_range"):
         check_compatible(instantiate(cfg.model), instantiate(cfg.data))
+    cfg = compose_cfg("likelihood=discretized_gaussian", "data.pixel_range=[0.0,1.0]")
+    with pytest.raises(ValueError, match=r"DiscretizedGaussianLikelihood expects pixels in \[-1.0, 1.0\]"):
+        check_compatible(instantiate(cfg.model), instantiate(cfg.data))
+    cfg = compose_cfg("likelihood=bernoulli", "data.binarize=none")
+    with pytest.raises(ValueError, match="needs binarised pixels but data.binarize=none; set data.binarize=dynamic"):
+        check_compatible(instantiate(cfg.model), instantiate(cfg.data))
+
+
+@pytest.mark.parametrize("likelihood,pixel_range,binarize", [
+    ("gaussian", [0.0, 1.0], "none"), ("gaussian_learned", [0.0, 1.0], "none"),
+    ("discretized_gaussian", [-1.0, 1.0], "none"), ("bernoulli", [0.0, 1.0], "dynamic"),
+])
+def test_data_transforms_follow_the_likelihood(compose_cfg, likelihood, pixel_range, binarize):
+    cfg = compose_cfg(f"likelihood={likelihood}")
+    assert list(cfg.data.pixel_range) == pixel_range and cfg.data.binarize == binarize
+    check_compatible(instantiate(cfg.model), instantiate(cfg.data))

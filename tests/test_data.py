@@ -97,6 +97,23 @@ def test_folder_errors_name_the_path_and_layout(tmp_path):
         FolderDataModule(root=tmp_path / "bad.zip").setup()
 
 
+def test_named_dataset_reads_a_folder_or_zip_root(tmp_path):
+    """data=mnist (any torchvision dataset) also takes a folder/zip of train/ and test/ images."""
+    src = tmp_path / "src"
+    write_images(src, {"train/0": 2, "train/1": 2, "test/0": 1, "test/1": 1}, size=28)
+    dm = MNISTDataModule(root=zip_folder(src, tmp_path / "mnist.zip"), image_size=28, channels=1, download=False, batch_size=2)
+    dm.setup()
+    assert (len(dm.train_set), len(dm.val_set)) == (4, 2) and dm.train_set[0][0].shape == (1, 28, 28)
+
+
+def test_pixels_are_on_the_8bit_levels():
+    dm = DigitsDataModule(image_size=32, pixel_range=[-1.0, 1.0])  # upsampled: interpolated, then rounded
+    dm.setup()
+    x = dm.train_set[0][0]
+    levels = (x + 1) * 127.5
+    assert torch.allclose(levels, levels.round(), atol=1e-4)
+
+
 def test_missing_torchvision_dataset_says_where_and_how(tmp_path):
     dm = MNISTDataModule(root=tmp_path, image_size=28, channels=1, download=False)
     with pytest.raises(DatasetNotFoundError) as err:

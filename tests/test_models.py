@@ -1,4 +1,4 @@
-"""Likelihoods, energy, networks and the encoder-free ELBO estimator."""
+"""Energy, networks and the encoder-free ELBO estimator."""
 
 from __future__ import annotations
 
@@ -6,29 +6,14 @@ import math
 
 import pytest
 import torch
-from torch.distributions import Bernoulli, MultivariateNormal, Normal
+from torch.distributions import MultivariateNormal, Normal
 
 from lpc.energy import Energy
 from lpc.gaussian import standard_normal_log_prob
-from lpc.likelihoods import BernoulliLikelihood, GaussianLikelihood
+from lpc.likelihoods import GaussianLikelihood
 from lpc.metrics import chain_gaussian_elbo
-from lpc.networks import DCGANDecoder, MLPDecoder
+from lpc.networks import ConvDecoder, ConvEncoder, MLPDecoder
 from test_langevin import linear_gaussian
-
-
-@pytest.mark.parametrize("squash", ["none", "sigmoid", "tanh"])
-def test_gaussian_log_prob_matches_torch(squash):
-    out, x = torch.randn(3, 1, 4, 4), torch.rand(3, 1, 4, 4)
-    lik = GaussianLikelihood(sigma=0.3, squash=squash)
-    mean = {"none": out, "sigmoid": torch.sigmoid(out), "tanh": torch.tanh(out)}[squash]
-    want = Normal(mean, 0.3).log_prob(x).sum((1, 2, 3))
-    torch.testing.assert_close(lik.log_prob(x, out), want)
-    torch.testing.assert_close(lik.mean(out), mean)
-
-
-def test_bernoulli_log_prob_matches_torch():
-    logits, x = torch.randn(2, 3, 5, 5), torch.bernoulli(torch.full((2, 3, 5, 5), 0.4))
-    torch.testing.assert_close(BernoulliLikelihood().log_prob(x, logits), Bernoulli(logits=logits).log_prob(x).sum((1, 2, 3)))
 
 
 def test_energy_is_negative_log_joint():
@@ -40,20 +25,23 @@ def test_energy_is_negative_log_joint():
     torch.testing.assert_close(standard_normal_log_prob(torch.zeros(1, 4)), torch.tensor([-2 * math.log(2 * math.pi)]))
 
 
-@pytest.mark.parametrize("size", [28, 32, 64])
+@pytest.mark.parametrize("size,widths", [(28, [16, 8]), (32, [16, 8, 8]), (64, [16, 16, 8, 8]), (48, [8, 8, 8, 8])])
 @pytest.mark.parametrize("channels", [1, 3])
-def test_dcgan_decoder_shapes(size, channels):
-    dec = DCGANDecoder(latent_dim=8, channels=channels, image_size=size, width=8, norm="group")
+def test_conv_network_shapes(size, widths, channels):
+    dec = ConvDecoder(latent_dim=8, channels=channels, image_size=size, widths=widths, hidden=[32], norm="group")
+    enc = ConvEncoder(latent_dim=8, channels=channels, image_size=size, widths=widths, hidden=[32])
     assert dec(torch.randn(2, 8)).shape == (2, channels, size, size) and dec.out_shape == (channels, size, size)
+    mean, log_std = enc(torch.randn(2, channels, size, size))
+    assert mean.shape == log_std.shape == (2, 8) and enc.in_shape == (channels, size, size)
 
 
-def test_decoders_refuse_bad_settings():
-    with pytest.raises(ValueError, match="image_size in"):
-        DCGANDecoder(latent_dim=8, channels=1, image_size=48)
+def test_networks_refuse_bad_settings():
+    with pytest.raises(ValueError, match="3 stride-2 layers cannot produce 28x28"):
+        ConvDecoder(latent_dim=8, channels=1, image_size=28, widths=[8, 8, 8])
     with pytest.raises(ValueError, match="activation must be one of"):
         MLPDecoder(latent_dim=8, channels=1, image_size=8, act="swishy")
     with pytest.raises(ValueError, match="norm must be one of"):
-        DCGANDecoder(latent_dim=8, channels=1, image_size=32, norm="batch")
+        ConvDecoder(latent_dim=8, channels=1, image_size=32, norm="batch")
 
 
 def test_chain_gaussian_elbo_is_the_moment_matched_bound():

@@ -67,7 +67,7 @@ def test_missing_dataset_fails_at_start_with_the_fix(tmp_path):
 
 @pytest.mark.skipif(not SHARED_CIFAR.exists(), reason="needs ../shared/data/cifar10/cifar10_jpeg.zip")
 def test_cifar10_from_the_folder_zip(tmp_path):
-    run_train(tmp_path, "data=folder", f"data.root={SHARED_CIFAR}", "decoder=dcgan32", "decoder.width=16",
+    run_train(tmp_path, "data=folder", f"data.root={SHARED_CIFAR}", "decoder=dcgan32", "decoder.widths=[32,16,16]",
               "batch_size=16", "latent_dim=32", "trainer.max_steps=3", "num_steps=4", "burn_in=1",
               "logger=csv", "trainer.log_every_n_steps=1",
               "callbacks.image_grids.num_images=16")
@@ -78,8 +78,8 @@ def test_cifar10_from_the_folder_zip(tmp_path):
 def test_every_run_ends_with_a_validation(compose_cfg):
     """max_steps need not be a multiple of val_check_interval: the final val/ metrics are there."""
     metrics = train(compose_cfg("num_steps=7", "burn_in=1", "trainer.max_steps=7", "trainer.val_check_interval=400",
-                                "logger=csv", "callbacks=none"))
-    assert {"val/energy", "val/recon_mse", "val/elbo"} <= set(metrics)
+                                "logger=csv", "callbacks=evaluation", "eval=fast", "eval.fid.enabled=false"))
+    assert {"val/energy", "val/recon_mse", "val/elbo", "eval/elbo_chain"} <= set(metrics)  # eval survives the validation
 
 
 def test_multirun_jobs_get_their_own_wandb_runs(tmp_path):
@@ -89,3 +89,16 @@ def test_multirun_jobs_get_their_own_wandb_runs(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     for job in ("0", "1"):
         assert len(list((tmp_path / job / "wandb").glob("offline-run-*/run-*.wandb"))) == 1, job
+
+
+@pytest.mark.skipif(not SHARED_CIFAR.exists(), reason="needs ../shared/data/cifar10/cifar10_jpeg.zip")
+def test_cifar10_preset_trains_the_paper_model_family_and_sigma_moves(tmp_path):
+    """experiment=cifar10_lpc (Higgins nets, discretised Gaussian with learned scale, [-1, 1] pixels,
+    Jeffreys warm-start), reading CIFAR-10 from the zip, with a cheap chain and evaluation."""
+    run_train(tmp_path, "experiment=cifar10_lpc", f"data.root={SHARED_CIFAR}", "trainer.max_steps=6", "batch_size=16",
+              "num_steps=3", "burn_in=1", "data.num_workers=0", "logger=csv", "trainer.log_every_n_steps=1",
+              "callbacks=none")
+    sigma = read_metrics(tmp_path, "train/sigma")
+    # it starts at 1 and follows the RMS reconstruction error of each batch (sigma_mode=optimal)
+    assert len(sigma) == 6 and max(sigma) < 0.9 and len(set(sigma)) == 6, sigma
+    assert read_metrics(tmp_path, "train/encoder_loss")

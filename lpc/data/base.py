@@ -36,6 +36,8 @@ def to_float_image(img: Image.Image | Tensor, channels: int, image_size: int) ->
 
     PIL images are converted to L (1 channel) or RGB (3) and resized with antialiased bilinear
     interpolation; tensors are repeated from 1 to 3 channels when needed and resized likewise.
+    Pixels always end on the 256 levels k/255 of 8-bit images (resized tensors are rounded), which
+    discrete likelihoods and bits/dim assume.
     """
     if isinstance(img, Image.Image):
         img = img.convert("L" if channels == 1 else "RGB")
@@ -49,7 +51,7 @@ def to_float_image(img: Image.Image | Tensor, channels: int, image_size: int) ->
         t = t.expand(channels, *t.shape[1:])
     if t.shape[-1] != image_size or t.shape[-2] != image_size:
         t = F.interpolate(t[None], size=(image_size, image_size), mode="bilinear", antialias=True, align_corners=False)[0]
-    return t.float().clamp(0.0, 1.0)
+    return (t.float().clamp(0.0, 1.0) * 255).round() / 255
 
 
 def binarize(x: Tensor, mode: str, index: int) -> Tensor:

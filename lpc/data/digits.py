@@ -9,7 +9,8 @@ from lpc.data.base import ImageDataModule
 
 
 class DigitsDataModule(ImageDataModule):
-    """``sklearn.datasets.load_digits``: 8x8 grayscale digits with 17 grey levels, scaled to [0, 1].
+    """``sklearn.datasets.load_digits``: 8x8 grayscale digits with 17 grey levels, scaled to [0, 1]
+    (and, like every data module's pixels, rounded to the 8-bit levels k/255).
 
     They ship inside scikit-learn's wheel, so this works with no network and no ``root``. A fixed
     permutation (``split_seed``) holds out ``test_size`` images as the test split. Set

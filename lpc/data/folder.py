@@ -83,6 +83,30 @@ def split_files(files: list[str], split: str) -> tuple[list[str], list[str]]:
     return [], []
 
 
+def is_image_folder(root: Path) -> bool:
+    """A zip file, or a directory with a train/ folder: data readable by ``ImageFolderSplits``."""
+    return (root.is_file() and zipfile.is_zipfile(root)) or (root / "train").is_dir()
+
+
+class ImageFolderSplits:
+    """The train and test splits of a directory or zip, listed once, with class labels numbered over
+    both splits (sorted names), so a class has the same label in train and test."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        files = list_files(root)
+        self.splits = {split: split_files(files, split) for split in ("train", "test")}
+        for split, (paths, _) in self.splits.items():
+            if not paths:
+                raise DatasetNotFoundError(f"no images in a {split}/ folder of {root}; {LAYOUT}")
+        self.classes = sorted({c for _, names in self.splits.values() for c in names})
+
+    def dataset(self, split: str) -> ImageFiles:
+        paths, names = self.splits[split]
+        index = {c: i for i, c in enumerate(self.classes)}
+        return ImageFiles(self.root, paths, [index[c] for c in names])
+
+
 class FolderDataModule(ImageDataModule):
     """Images from a directory or a zip file (``data.root``) with ``train/`` and ``test/`` folders.
 
@@ -96,21 +120,13 @@ class FolderDataModule(ImageDataModule):
         if root is None:
             raise DatasetNotFoundError(f"data=folder needs data.root=<directory or .zip>; {LAYOUT}")
         super().__init__(root=root, **kwargs)
-        self.classes: list[str] = []
+        self._splits: ImageFolderSplits | None = None
 
-    def setup(self, stage: str | None = None) -> None:
-        """List the files once; classes are numbered over both splits (sorted names), so a class has
-        the same label in train and test."""
-        if self.train_set is None:
-            files = list_files(self.root)
-            self._splits = {split: split_files(files, split) for split in ("train", "test")}
-            for split, (paths, _) in self._splits.items():
-                if not paths:
-                    raise DatasetNotFoundError(f"no images in a {split}/ folder of {self.root}; {LAYOUT}")
-            self.classes = sorted({c for _, names in self._splits.values() for c in names})
-        super().setup(stage)
+    @property
+    def classes(self) -> list[str]:
+        return self._splits.classes if self._splits else []
 
     def load_split(self, split: str) -> Dataset:
-        paths, names = self._splits[split]
-        index = {c: i for i, c in enumerate(self.classes)}
-        return ImageFiles(self.root, paths, [index[c] for c in names])
+        if self._splits is None:
+            self._splits = ImageFolderSplits(self.root)
+        return self._splits.dataset(split)

@@ -6,11 +6,14 @@ from torch.utils.data import Dataset
 from torchvision import datasets, transforms
 
 from lpc.data.base import DATA_DIR_ENV, DatasetNotFoundError, ImageDataModule
+from lpc.data.folder import ImageFolderSplits, is_image_folder
 
 
 class TorchvisionDataModule(ImageDataModule):
     """Base for torchvision datasets: tries the files under ``root`` first, then downloads them
-    (if ``download``), and otherwise stops with the folder it looked in and how to supply it."""
+    (if ``download``), and otherwise stops with the folder it looked in and how to supply it.
+    ``root`` may also be a directory or zip of images in train/ and test/ folders (as for
+    ``data=folder``), e.g. a JPEG export of the dataset; it is then read as such."""
 
     files_hint = ""  # where torchvision expects the files below root, for the error message
 
@@ -33,6 +36,8 @@ class TorchvisionDataModule(ImageDataModule):
         return self._built[split]
 
     def find_or_download(self, split: str) -> Dataset:
+        if is_image_folder(self.root):
+            return ImageFolderSplits(self.root).dataset(split)
         try:
             return self.build(split, download=False)
         except (RuntimeError, FileNotFoundError, OSError) as missing:

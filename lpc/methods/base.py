@@ -107,7 +107,10 @@ class GenerativeModule(L.LightningModule):
             self.trainer.strategy.optimizer_step(optimizer.optimizer, closure=lambda: None, model=self)
 
     def log_metrics(self, stage: str, metrics: dict[str, Tensor | float], batch_size: int) -> None:
-        """Log ``metrics`` as ``<stage>/<name>``."""
+        """Log ``metrics`` as ``<stage>/<name>``, and the likelihood's current scale as ``<stage>/sigma``."""
+        sigma = getattr(self.likelihood, "sigma", None)
+        if sigma is not None:
+            metrics = {**metrics, "sigma": sigma.detach()}
         self.log_dict({f"{stage}/{k}": v for k, v in metrics.items()}, batch_size=batch_size)
 
     def log_cost(self, decoder_evals: int, encoder_evals: int, inner_loop_ms: float, step_ms: float) -> None:

@@ -73,12 +73,16 @@ class LangevinPC(GenerativeModule):
         """Run the inner loop for x, from z0 or else from the warm-start."""
         return self.sampler.run(partial(self.energy, x), self.warmstart(x).z0 if z0 is None else z0)
 
-    def sample_energies(self, x: Tensor, samples: Tensor) -> tuple[Tensor, Tensor]:
-        """E(x_b, z_{s,b}) for every kept sample (S, B), and the decoder output at z_T (B, C, H, W)."""
+    def sample_energies(self, x: Tensor, samples: Tensor, fit_scale: bool = False) -> tuple[Tensor, Tensor]:
+        """E(x_b, z_{s,b}) for every given sample (S, B), and the decoder output at z_T (B, C, H, W).
+        With ``fit_scale`` (training) a learned likelihood scale is first fitted to these outputs."""
         num, batch, _ = samples.shape
         z = samples.reshape(num * batch, -1)
+        xs = repeat_batch(x, num)
         out = self.decoder(z)
-        energy = self.energy.from_output(repeat_batch(x, num), z, out)
+        if fit_scale:
+            self.likelihood.fit_scale(xs, out.detach())
+        energy = self.energy.from_output(xs, z, out)
         return energy.view(num, batch), out[-batch:]
 
     def chain_metrics(self, x: Tensor, chain: ChainResult, energies: Tensor, out_last: Tensor) -> dict[str, Tensor | float]:
@@ -104,7 +108,7 @@ class LangevinPC(GenerativeModule):
             with inner_clock():
                 chain = self.infer(x, proposal.z0)
             learn_from = self.learning_samples(chain)
-            energies, out_last = self.sample_energies(x, learn_from)
+            energies, out_last = self.sample_energies(x, learn_from, fit_scale=True)
             loss = energies.mean()
             self.check_finite(loss, f"the Langevin chain diverged at step_size={self.sampler.step_size}; "
                               "use precond=adam or a smaller step_size")

@@ -28,11 +28,14 @@ class VAE(GenerativeModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.optimizer_factory([*self.energy.parameters(), *self.encoder.parameters()])
 
-    def elbo_terms(self, x: Tensor) -> dict[str, Tensor]:
-        """ELBO per example and its parts (B,), with graphs to theta and phi."""
+    def elbo_terms(self, x: Tensor, fit_scale: bool = False) -> dict[str, Tensor]:
+        """ELBO per example and its parts (B,), with graphs to theta and phi. With ``fit_scale``
+        (training) a learned likelihood scale is first fitted to this batch."""
         mean, log_std = self.encoder(x)
         z = reparameterise(mean, log_std)
         out = self.decoder(z)
+        if fit_scale:
+            self.likelihood.fit_scale(x, out.detach())
         log_lik = self.likelihood.log_prob(x, out)
         kl = kl_to_standard_normal(mean, log_std)
         return {
@@ -47,7 +50,7 @@ class VAE(GenerativeModule):
         x = self.batch_images(batch)
         clock = Stopwatch(x.device)
         with clock():
-            terms = self.elbo_terms(x)
+            terms = self.elbo_terms(x, fit_scale=True)
             loss = -terms["elbo"].mean()
             self.check_finite(loss, "lower the learning rate (model.optimizer.lr)")
             self.step_optimizer(self.optimizers(), loss)
