@@ -39,6 +39,10 @@ class Proposal(NamedTuple):
     mean: Tensor | None = None  # (B, D)
     log_std: Tensor | None = None  # (B, D)
 
+    def subset(self, keep: Tensor) -> "Proposal":
+        """The rows selected by the (B,) mask ``keep``."""
+        return Proposal(*(None if t is None else t[keep] for t in self))
+
 
 @contextmanager
 def frozen(module: nn.Module) -> Iterator[None]:

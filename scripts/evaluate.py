@@ -16,10 +16,12 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("LPC_ROOT", str(ROOT))
 sys.path.insert(0, str(ROOT))
 
-from lpc.checkpoints import evaluate_checkpoint  # noqa: E402
+from lpc.errors import exit_on_user_error  # noqa: E402
+from lpc.evaluating import evaluate_checkpoint  # noqa: E402
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="evaluate")
+@exit_on_user_error
 def main(cfg: DictConfig) -> None:
     evaluate_checkpoint(cfg)
 

@@ -157,4 +157,4 @@ def test_evaluate_py_refuses_a_corrupt_checkpoint(tmp_path):
     bad.write_bytes(b"\x00not a checkpoint")
     cmd = [sys.executable, "scripts/evaluate.py", f"ckpt_path={bad}", f"hydra.run.dir={tmp_path / 'eval'}"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode != 0 and "is not a readable checkpoint" in proc.stderr
+    assert proc.returncode == 2 and "is not a readable checkpoint" in proc.stdout + proc.stderr

@@ -87,7 +87,7 @@ def test_train_py_runs_vae_and_warm_started_lpc(tmp_path, overrides):
 @pytest.mark.parametrize("method", [["model=vae"], ["warmstart=jeffreys"], ["model=pc"]])
 def test_methods_on_cifar10_from_the_folder_zip(tmp_path, method):
     run_train(tmp_path, *method, "data=folder", f"data.root={SHARED_CIFAR}", "decoder=dcgan32", "encoder=dcgan32",
-              "decoder.widths=[32,16,16]", "encoder.widths=[32,16,16]", "batch_size=16", "latent_dim=32", "trainer.max_steps=3",
+              "decoder.widths=[32,16,16]", "encoder.widths=[32,16,16]", "batch_size=16", "latent_dim=32", "trainer.max_steps=3", "trainer.limit_val_batches=2",
               "num_steps=4", "burn_in=1", "logger=csv", "trainer.log_every_n_steps=1",
               "callbacks=none")
     assert len(read_metrics(tmp_path, "train/loss")) == 3

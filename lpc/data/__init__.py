@@ -1,6 +1,7 @@
 """LightningDataModules: the embedded digits, torchvision datasets, and any folder/zip of images."""
 
-from lpc.data.base import DatasetNotFoundError, ImageDataModule
+from lpc.data.base import ImageDataModule
+from lpc.errors import DatasetNotFoundError
 from lpc.data.digits import DigitsDataModule
 from lpc.data.folder import FolderDataModule
 from lpc.data.torchvision_sets import CelebADataModule, CIFAR10DataModule, MNISTDataModule, SVHNDataModule

@@ -18,12 +18,10 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.functional import pil_to_tensor
 
+from lpc.errors import ConfigError
+
 BINARIZE = ("none", "dynamic", "fixed")
 DATA_DIR_ENV = "LPC_DATA_DIR"
-
-
-class DatasetNotFoundError(FileNotFoundError):
-    """A dataset is missing (or unreadable) and could not be downloaded."""
 
 
 def default_root() -> str:
@@ -144,7 +142,7 @@ class ImageDataModule(L.LightningDataModule):
             self.train_set = TransformedDataset(self.load_split("train"), self)
             self.val_set = TransformedDataset(self.load_split("test"), self)
             if len(self.train_set) < self.batch_size and self.drop_last:
-                raise ValueError(
+                raise ConfigError(
                     f"{self.name}: {len(self.train_set)} training images is fewer than data.batch_size="
                     f"{self.batch_size}; lower the batch size or set data.drop_last=false"
                 )

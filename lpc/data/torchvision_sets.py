@@ -5,7 +5,8 @@ from __future__ import annotations
 from torch.utils.data import Dataset
 from torchvision import datasets, transforms
 
-from lpc.data.base import DATA_DIR_ENV, DatasetNotFoundError, ImageDataModule
+from lpc.data.base import DATA_DIR_ENV, ImageDataModule
+from lpc.errors import DatasetNotFoundError
 from lpc.data.folder import ImageFolderSplits, is_image_folder
 
 

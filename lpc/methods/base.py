@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from lpc.energy import Energy
+from lpc.errors import DivergenceError
 from lpc.likelihoods import Likelihood
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]  # params -> optimizer (a Hydra _partial_)
@@ -86,11 +87,6 @@ class GenerativeModule(L.LightningModule):
         as (mean, log_std), each (B, D)."""
         raise NotImplementedError
 
-    def check_finite(self, loss: Tensor, hint: str) -> None:
-        """Stop before a non-finite loss reaches the weights."""
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite training loss at step {self.global_step}: {hint}")
-
     def step_optimizer(self, optimizer: LightningOptimizer, loss: Tensor, counts_as_step: bool = True) -> None:
         """zero_grad, backward and step, through Lightning (for precision and strategy plugins).
 
@@ -101,10 +97,23 @@ class GenerativeModule(L.LightningModule):
         """
         optimizer.zero_grad()
         self.manual_backward(loss)
+        self.check_finite(loss, optimizer)
         if counts_as_step:
             optimizer.step()
         else:
             self.trainer.strategy.optimizer_step(optimizer.optimizer, closure=lambda: None, model=self)
+
+    def check_finite(self, loss: Tensor, optimizer: LightningOptimizer) -> None:
+        """Stop before a non-finite loss or gradient reaches the weights (the last checkpoint, written
+        before this step, stays the last good one)."""
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        finite = torch.stack([torch.isfinite(loss).all(), *(torch.isfinite(g).all() for g in grads)]).all()
+        if not finite:
+            raise DivergenceError(
+                f"non-finite training loss or gradient at step {self.global_step} (loss={loss.item():g}); nothing "
+                f"was applied to the weights and the last checkpoint is the last good one. Lower the learning "
+                f"rate (model.optimizer.lr) or the step size, or use precond=adam"
+            )
 
     def log_metrics(self, stage: str, metrics: dict[str, Tensor | float], batch_size: int) -> None:
         """Log ``metrics`` as ``<stage>/<name>``, and the likelihood's current scale as ``<stage>/sigma``."""

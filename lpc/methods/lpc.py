@@ -13,10 +13,12 @@ from lpc.likelihoods import Likelihood
 from lpc.methods.base import GenerativeModule, OptimizerFactory, Stopwatch
 from lpc.metrics.elbo import chain_gaussian_elbo
 from lpc.samplers.langevin import ChainResult, LangevinSampler
-from lpc.warmstart import AmortisedInit, PriorInit
+from lpc.errors import DivergenceError
+from lpc.warmstart import AmortisedInit, PriorInit, Proposal
 
 
 GRAD_FROM = ("chain_mean", "last")
+ON_DIVERGENCE = ("raise", "reset", "backoff")
 
 
 def repeat_batch(x: Tensor, times: int) -> Tensor:
@@ -51,13 +53,21 @@ class LangevinPC(GenerativeModule):
         warmstart: PriorInit | AmortisedInit,
         optimizer: OptimizerFactory,
         grad_from: str = "chain_mean",
+        on_divergence: str = "reset",
+        backoff_factor: float = 0.5,
     ):
         super().__init__(decoder, likelihood, optimizer)
         if grad_from not in GRAD_FROM:
             raise ValueError(f"model.grad_from must be one of {list(GRAD_FROM)}, got {grad_from!r}")
+        if on_divergence not in ON_DIVERGENCE:
+            raise ValueError(f"model.on_divergence must be one of {list(ON_DIVERGENCE)}, got {on_divergence!r}")
+        if not 0.0 < backoff_factor < 1.0:
+            raise ValueError(f"model.backoff_factor must be in (0, 1), got {backoff_factor}")
         self.sampler = sampler
         self.warmstart = warmstart
         self.grad_from = grad_from
+        self.on_divergence = on_divergence
+        self.backoff_factor = backoff_factor
 
     def learning_samples(self, chain: ChainResult) -> Tensor:
         """The states that teach the decoder, (S, B, D) or (1, B, D) for ``grad_from=last``."""
@@ -98,7 +108,26 @@ class LangevinPC(GenerativeModule):
             metrics["elbo"] = chain_gaussian_elbo(lambda z: -self.energy(x, z), chain.samples).mean()
         return metrics
 
-    def training_step(self, batch: Tensor | tuple, batch_idx: int) -> Tensor:
+    def drop_diverged(self, x: Tensor, proposal: Proposal, chain: ChainResult) -> tuple[Tensor, Proposal, ChainResult, int]:
+        """Apply ``on_divergence`` to the chains that diverged: ``raise`` stops the run; ``reset``
+        leaves them out of this update (the sampler has already put them back to z0); ``backoff``
+        also halves (``backoff_factor``) the step size for the rest of the run. Returns the batch,
+        proposal and chains that remain, and how many diverged."""
+        num = int(chain.diverged.sum())
+        if num == 0:
+            return x, proposal, chain, 0
+        if self.on_divergence == "raise":
+            raise DivergenceError(
+                f"{num} of {len(x)} Langevin chains diverged at step {self.global_step} with "
+                f"step_size={self.sampler.step_size:g}: use precond=adam or a smaller step_size, or "
+                f"model.on_divergence=reset|backoff to leave diverged chains out and carry on"
+            )
+        if self.on_divergence == "backoff":
+            self.sampler.step_size *= self.backoff_factor
+        keep = ~chain.diverged
+        return x[keep], proposal.subset(keep), chain.subset(keep), num
+
+    def training_step(self, batch: Tensor | tuple, batch_idx: int) -> Tensor | None:
         x = self.batch_images(batch)
         optimizers = self.optimizers()
         decoder_opt, encoder_opt = (optimizers, None) if not self.warmstart.trainable else optimizers
@@ -107,11 +136,15 @@ class LangevinPC(GenerativeModule):
             proposal = self.warmstart(x)
             with inner_clock():
                 chain = self.infer(x, proposal.z0)
+            x, proposal, chain, diverged = self.drop_diverged(x, proposal, chain)
+            self.log_dict({"train/diverged": float(diverged), "train/step_size": self.sampler.step_size})
+            if len(x) == 0:  # every chain diverged: nothing to learn from; the step still counts
+                decoder_opt.zero_grad()
+                decoder_opt.step()
+                return None
             learn_from = self.learning_samples(chain)
             energies, out_last = self.sample_energies(x, learn_from, fit_scale=True)
             loss = energies.mean()
-            self.check_finite(loss, f"the Langevin chain diverged at step_size={self.sampler.step_size}; "
-                              "use precond=adam or a smaller step_size")
             self.step_optimizer(decoder_opt, loss)
             encoder_terms = {}
             if encoder_opt is not None:
@@ -132,11 +165,22 @@ class LangevinPC(GenerativeModule):
 
     def validation_step(self, batch: Tensor | tuple, batch_idx: int) -> None:
         x = self.batch_images(batch)
-        chain = self.infer(x)
-        with torch.no_grad():
-            energies, out_last = self.sample_energies(x, self.learning_samples(chain))
-            metrics = self.chain_metrics(x, chain, energies, out_last)
-        self.log_metrics("val", metrics, x.shape[0])
+        proposal = self.warmstart(x)
+        chain = self.infer(x, proposal.z0)
+        keep = ~chain.diverged
+        self.log("val/diverged", float((~keep).sum()), batch_size=len(x))
+        if keep.any():
+            x, chain = x[keep], chain.subset(keep)
+            with torch.no_grad():
+                energies, out_last = self.sample_energies(x, self.learning_samples(chain))
+                metrics = self.chain_metrics(x, chain, energies, out_last)
+            self.log_metrics("val", metrics, x.shape[0])
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["sampler_step_size"] = self.sampler.step_size  # changed by on_divergence=backoff
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.sampler.step_size = checkpoint.get("sampler_step_size", self.sampler.step_size)
 
     def reconstruct(self, x: Tensor) -> Tensor:
         """The likelihood mean at the chain's last state z_T."""

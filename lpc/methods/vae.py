@@ -52,7 +52,6 @@ class VAE(GenerativeModule):
         with clock():
             terms = self.elbo_terms(x, fit_scale=True)
             loss = -terms["elbo"].mean()
-            self.check_finite(loss, "lower the learning rate (model.optimizer.lr)")
             self.step_optimizer(self.optimizers(), loss)
         self.log_metrics("train", {k: v.detach().mean() for k, v in terms.items()}, x.shape[0])
         self.log("train/loss", loss.detach(), prog_bar=True)

@@ -58,12 +58,29 @@ def kept_steps(num_steps: int, burn_in: int, thin: int) -> list[int]:
     return [t for t in range(1, num_steps + 1) if t > burn_in and (num_steps - t) % thin == 0]
 
 
+def non_finite_rows(energy: Tensor, grad: Tensor) -> Tensor:
+    """(B,) True where the energy or its gradient is not finite."""
+    return ~(torch.isfinite(energy) & torch.isfinite(grad).all(-1))
+
+
+def runaway_rows(z: Tensor, max_latent_norm: float) -> Tensor:
+    """(B,) True where a state is not finite or its size ||z|| / sqrt(D) exceeds ``max_latent_norm``
+    (prior draws have size about 1)."""
+    return ~torch.isfinite(z).all(-1) | (z.norm(dim=-1) > max_latent_norm * z.shape[-1] ** 0.5)
+
+
 class ChainResult(NamedTuple):
     """What one run of the inner loop returns (all detached)."""
 
     samples: Tensor  # (S, B, D) kept post-burn-in states, in chain order; samples[-1] is z_T
     energies: Tensor  # (T, B) E(x, z_{t-1}) at the start of each step t = 1..T
     scale: Tensor | float  # the preconditioner's M at the last step: scalar, (1, D) or (B, D)
+    diverged: Tensor  # (B,) bool: chains that diverged; their samples are their starting point z0
+
+    def subset(self, keep: Tensor) -> "ChainResult":
+        """The chains selected by the (B,) mask ``keep``."""
+        scale = self.scale[keep] if isinstance(self.scale, Tensor) and self.scale.shape[0] == keep.shape[0] else self.scale
+        return ChainResult(self.samples[:, keep], self.energies[:, keep], scale, self.diverged[keep])
 
 
 @dataclass
@@ -79,6 +96,9 @@ class LangevinSampler:
         preconditioner: the diagonal M (identity by default).
         freeze_precond: adapt M during burn-in only (steps t <= max(burn_in, 1)) and hold it
             fixed afterwards, so the kept samples come from Langevin dynamics with a constant M.
+        max_latent_norm: a chain whose state grows beyond ||z|| / sqrt(D) > max_latent_norm (or
+            turns non-finite) has diverged: it is put back to z0 and held there, flagged in
+            ``ChainResult.diverged``, and the other chains go on unaffected.
     """
 
     step_size: float
@@ -88,6 +108,7 @@ class LangevinSampler:
     noise: bool = True
     preconditioner: Preconditioner = field(default_factory=IdentityPreconditioner)
     freeze_precond: bool = True
+    max_latent_norm: float = 100.0
 
     def __post_init__(self) -> None:
         if not self.step_size > 0:
@@ -98,6 +119,8 @@ class LangevinSampler:
             raise ValueError(f"burn_in must be in [0, num_steps={self.num_steps}), got {self.burn_in}")
         if self.thin < 1:
             raise ValueError(f"thin must be >= 1, got {self.thin}")
+        if not self.max_latent_norm > 0:
+            raise ValueError(f"max_latent_norm must be > 0, got {self.max_latent_norm}")
         self._kept = set(kept_steps(self.num_steps, self.burn_in, self.thin))
 
     @property
@@ -107,12 +130,16 @@ class LangevinSampler:
 
     def run(self, energy_fn: EnergyFn, z0: Tensor) -> ChainResult:
         """Run the chain for each of the B examples in parallel. z0: (B, D)."""
-        z = z0.detach()
+        z0 = z0.detach()
+        z = z0
         state = self.preconditioner.init(z)
         samples, energies = [], []
+        diverged = torch.zeros(z.shape[0], dtype=torch.bool, device=z.device)
         adapt_until = max(self.burn_in, 1) if self.freeze_precond else self.num_steps
         for t in range(1, self.num_steps + 1):
             energy, grad = energy_and_grad(energy_fn, z)
+            diverged |= non_finite_rows(energy, grad)
+            grad = torch.where(diverged[:, None], 0.0, grad)  # held chains feed nothing to M
             if t <= adapt_until:
                 state = self.preconditioner.update(state, grad)
                 scale = self.preconditioner.scale(state)
@@ -120,8 +147,10 @@ class LangevinSampler:
                 z = langevin_step(z, grad, torch.randn_like(z), self.step_size, scale)
             else:
                 z = gradient_step(z, grad, self.step_size, scale)
+            diverged |= runaway_rows(z, self.max_latent_norm)
+            z = torch.where(diverged[:, None], z0, z)
             energies.append(energy)
             if t in self._kept:
                 samples.append(z)
-        return ChainResult(torch.stack(samples), torch.stack(energies), scale)
+        return ChainResult(torch.stack(samples), torch.stack(energies), scale, diverged)
 

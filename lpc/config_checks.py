@@ -1,0 +1,107 @@
+"""Checks of a composed config before any work starts: every ``_target_`` node's keys must be
+arguments of its target, with values of the annotated type. Ranges are checked by the classes
+themselves when they are built (``lpc.training.build``); both give a ``ConfigError`` that names
+the key, the bad value and what is allowed."""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import types
+import typing
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from hydra._internal.utils import _locate
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from lpc.errors import ConfigError
+
+HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
+
+
+def target_nodes(cfg: Any, path: str = "") -> Iterator[tuple[str, DictConfig]]:
+    """Every node with a ``_target_`` below ``cfg``, with its dotted path; interpolations (e.g.
+    ``model.decoder: ${decoder}``) are skipped, their targets are visited where they are defined,
+    and so is Hydra's own ``hydra`` node."""
+    if isinstance(cfg, DictConfig):
+        if "_target_" in cfg:
+            yield path, cfg
+        for key in cfg:
+            if not OmegaConf.is_interpolation(cfg, key) and not (path == "" and key == "hydra"):
+                yield from target_nodes(cfg[key], f"{path}.{key}" if path else str(key))
+    elif isinstance(cfg, ListConfig):
+        for i in range(len(cfg)):
+            if not OmegaConf.is_interpolation(cfg, i):
+                yield from target_nodes(cfg[i], f"{path}[{i}]")
+
+
+def parameters(target: Any) -> tuple[dict[str, inspect.Parameter], dict[str, Any], bool]:
+    """Named parameters a callable accepts, following ``**kwargs`` up the class hierarchy, their
+    type hints, and whether it takes any other keyword too (``**kwargs`` that no parent consumes,
+    e.g. a logger forwarding them to its library)."""
+    if inspect.isclass(target):
+        callables = [c.__init__ for c in inspect.getmro(target) if c is not object and "__init__" in vars(c)]
+    else:
+        callables = [target]
+    params: dict[str, inspect.Parameter] = {}
+    hints: dict[str, Any] = {}
+    open_ended = True
+    for fn in callables:
+        signature = inspect.signature(fn)
+        for name, p in signature.parameters.items():
+            if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                params.setdefault(name, p)
+        try:
+            hints = {**typing.get_type_hints(fn), **hints}
+        except Exception:  # noqa: BLE001 - unresolvable annotations are simply not type-checked
+            pass
+        if not any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values()):
+            open_ended = False
+            break  # no **kwargs: the parents' arguments are not reachable
+    return params, hints, open_ended
+
+
+def type_error(value: Any, hint: Any) -> str | None:
+    """Why ``value`` does not fit the type hint, or None; only plain types are checked."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        reasons = [type_error(value, arm) for arm in typing.get_args(hint)]
+        return None if any(r is None for r in reasons) else reasons[0]
+    if value is None:
+        return None  # whether null is allowed is the target's own check
+    if hint is bool:
+        return None if isinstance(value, bool) else "expected true or false"
+    if hint is int:
+        return None if isinstance(value, int) and not isinstance(value, bool) else "expected an integer"
+    if hint is float:
+        return None if isinstance(value, (int, float)) and not isinstance(value, bool) else "expected a number"
+    if hint is str:
+        return None if isinstance(value, str) else "expected a string"
+    if origin in (Sequence, list, tuple, typing.Sequence) or hint in (list, tuple):
+        return None if isinstance(value, (ListConfig, list, tuple)) else "expected a list"
+    return None
+
+
+def validate_config(cfg: DictConfig) -> None:
+    """Raise ``ConfigError`` for the first unknown key or mistyped value of any ``_target_`` node."""
+    for path, node in target_nodes(cfg):
+        try:
+            target = _locate(node._target_)
+        except Exception as err:  # noqa: BLE001
+            raise ConfigError(f"{path}._target_={node._target_!r} cannot be imported ({err})") from err
+        params, hints, open_ended = parameters(target)
+        for key in node:
+            if key in HYDRA_KEYS or (open_ended and key not in params):
+                continue
+            if key not in params:
+                close = difflib.get_close_matches(str(key), params, n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                raise ConfigError(f"unknown key {path}.{key}{hint}; {node._target_} takes: {', '.join(params)}")
+            if key in hints and not OmegaConf.is_missing(node, key):
+                value = node[key]
+                if isinstance(value, DictConfig) and "_target_" in value:
+                    continue
+                reason = type_error(value, hints[key])
+                if reason:
+                    raise ConfigError(f"{path}.{key}={value!r}: {reason} ({hints[key]})")

@@ -1,0 +1,38 @@
+"""Weights & Biases logging that never hangs or fails a run for lack of a network."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from typing import Any
+from urllib.parse import urlparse
+
+from lightning.pytorch.loggers import WandbLogger
+
+log = logging.getLogger(__name__)
+DEFAULT_WANDB_URL = "https://api.wandb.ai"
+
+
+def reachable(url: str, timeout: float) -> bool:
+    """Whether a TCP connection to the URL's host and port opens within ``timeout`` seconds."""
+    parsed = urlparse(url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parsed.hostname or "", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wandb_logger(offline: bool = True, connect_timeout: float = 5.0, **kwargs: Any) -> WandbLogger:
+    """Lightning's ``WandbLogger``. Offline (the default) it writes the run under ``save_dir`` and
+    never touches the network (upload later with ``wandb sync``). Online, the W&B server
+    (``$WANDB_BASE_URL`` or api.wandb.ai) must answer within ``connect_timeout`` seconds; if it does
+    not, the run falls back to offline with one warning instead of hanging or failing."""
+    if not offline:
+        url = os.environ.get("WANDB_BASE_URL", DEFAULT_WANDB_URL)
+        if not reachable(url, connect_timeout):
+            log.warning("W&B server %s is not reachable: logging offline instead (upload later with `wandb sync`)", url)
+            offline = True
+    return WandbLogger(offline=offline, **kwargs)

@@ -1,0 +1,213 @@
+"""Bad input of every kind: each fails with a message that names the fix, and nothing finished is lost."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+
+import pytest
+import torch
+from lightning import Callback
+
+from conftest import ROOT, read_metrics
+from lpc.build import build
+from lpc.checkpoints import AtomicCheckpointIO, check_resumable, read_checkpoint
+from lpc.data import DatasetNotFoundError, FolderDataModule
+from lpc.errors import CheckpointError, ConfigError, CorruptDataError, DivergenceError
+from lpc.loggers import wandb_logger
+from lpc.training import train
+from test_data import write_images, zip_folder
+from test_train import FAST
+
+BAD_CONFIGS = [
+    (["step_size=0"], "step_size must be > 0, got 0"),
+    (["step_size=-0.1"], "step_size must be > 0"),
+    (["step_size=fast"], "model.sampler.step_size='fast': expected a number"),
+    (["num_steps=0"], "num_steps (T) must be >= 1, got 0"),
+    (["burn_in=50"], "burn_in must be in [0, num_steps=50), got 50"),
+    (["batch_size=0"], "data.batch_size must be >= 1, got 0"),
+    (["latent_dim=0"], "latent_dim must be >= 1"),
+    (["+data.batchsize=4"], "unknown key data.batchsize (did you mean batch_size?)"),
+    (["+model.sampler.stepsize=0.1"], "unknown key model.sampler.stepsize (did you mean step_size?)"),
+    (["trainer.max_steps=many"], "trainer.max_steps='many': expected an integer"),
+    (["data.channels=2"], "data.channels must be 1 or 3, got 2"),
+    (["data.binarize=sometimes"], "data.binarize must be one of ['none', 'dynamic', 'fixed']"),
+    (["likelihood.sigma=0"], "likelihood.sigma must be > 0, got 0"),
+    (["likelihood=discretized_gaussian", "likelihood.sigma_mode=learned"],
+     "likelihood.sigma_mode must be one of ['fixed', 'param', 'optimal', 'ema'], got 'learned'"),
+    (["precond.beta=1.0"], "precond.beta must be in [0, 1), got 1.0"),
+    (["model.on_divergence=ignore"], "model.on_divergence must be one of ['raise', 'reset', 'backoff']"),
+    (["model.grad_from=first"], "model.grad_from must be one of ['chain_mean', 'last']"),
+    (["model.sampler.thin=0"], "thin must be >= 1, got 0"),
+    (["decoder.act=swish"], "activation must be one of"),
+    (["decoder=dcgan32"], "the decoder outputs images of shape (1, 32, 32) but data=digits gives (1, 8, 8)"),
+    (["warmstart=jeffreys", "encoder=higgins32"], "the encoder reads images of shape (1, 32, 32)"),
+    (["likelihood=discretized_gaussian", "data.pixel_range=[0.0,1.0]"], "expects pixels in [-1.0, 1.0]"),
+    (["likelihood=bernoulli", "data.binarize=none"], "needs binarised pixels but data.binarize=none"),
+    (["warmstart=jeffreys", "warmstart.objective=kl"], "warmstart objective must be one of"),
+]
+
+
+@pytest.mark.parametrize("overrides,message", BAD_CONFIGS, ids=[" ".join(o) for o, _ in BAD_CONFIGS])
+def test_bad_config_is_refused_naming_the_key_and_value(compose_cfg, overrides, message):
+    with pytest.raises(ConfigError) as err:
+        build(compose_cfg(*overrides))
+    assert message in str(err.value)
+
+
+def test_bad_config_on_the_command_line_is_one_line_and_writes_nothing(tmp_path):
+    run = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "train.py", "burn_in=80", f"hydra.run.dir={run}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert "ConfigError: model.sampler: burn_in must be in [0, num_steps=50), got 80" in proc.stderr + proc.stdout
+    assert "Traceback" not in proc.stderr
+    assert not (run / "checkpoints").exists() and not (run / "metrics.json").exists() and not (run / "csv").exists()
+
+
+DIVERGING = ["precond=none", "step_size=3.0", "callbacks=model_checkpoint", *FAST, "trainer.log_every_n_steps=1"]
+
+
+def test_divergence_raise_stops_with_the_step_size_and_the_fix(compose_cfg):
+    with pytest.raises(DivergenceError, match=r"chains diverged at step 0 with step_size=3: use precond=adam or a smaller"):
+        train(compose_cfg(*DIVERGING, "model.on_divergence=raise"))
+
+
+@pytest.mark.parametrize("policy", ["reset", "backoff"])
+def test_divergence_reset_and_backoff_complete_with_finite_weights(compose_cfg, tmp_path, policy):
+    metrics = train(compose_cfg(*DIVERGING, f"model.on_divergence={policy}"))
+    assert metrics["train/step_size"] == (3.0 if policy == "reset" else pytest.approx(1.5))
+    diverged = read_metrics(tmp_path, "train/diverged")
+    assert len(diverged) == 30 and diverged[0] > 0
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert all(torch.isfinite(t).all() for t in ckpt["state_dict"].values())
+    if policy == "backoff":  # the halved step size is kept in the checkpoint and no chain diverged after
+        assert ckpt["sampler_step_size"] == pytest.approx(1.5) and diverged[-1] == 0
+
+
+class PoisonDecoder(Callback):
+    """Turns a decoder weight into NaN before training step ``at``."""
+
+    def __init__(self, at: int):
+        self.at = at
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.at:
+            with torch.no_grad():
+                next(pl_module.decoder.parameters()).fill_(float("nan"))
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(compose_cfg, tmp_path):
+    cfg = compose_cfg("model=vae", "callbacks=model_checkpoint", "callbacks.model_checkpoint.every_n_train_steps=5",
+                      "+callbacks.poison._target_=test_reliability.PoisonDecoder", "+callbacks.poison.at=12", *FAST)
+    with pytest.raises(DivergenceError, match="non-finite training loss or gradient at step 12.*last good one"):
+        train(cfg)
+    ckpt = read_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
+    assert ckpt["global_step"] == 10 and all(torch.isfinite(t).all() for t in ckpt["state_dict"].values())
+    assert not (tmp_path / "metrics.json").exists()
+
+
+KILLED_SAVE = """
+import os, sys, time, torch
+from lpc.checkpoints import AtomicCheckpointIO
+real_save = torch.save
+def slow_save(obj, f):
+    f.write(b"partial checkpoint bytes")
+    f.flush()
+    print("writing", flush=True)
+    time.sleep(60)
+torch.save = slow_save
+AtomicCheckpointIO().save_checkpoint({"new": 1}, sys.argv[1])
+"""
+
+
+def test_sigkill_while_saving_leaves_the_last_checkpoint_loadable(tmp_path):
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    good = {"state_dict": {"w": torch.arange(3.0)}, "hyper_parameters": {"model": {"_target_": "x"}}, "global_step": 7}
+    AtomicCheckpointIO().save_checkpoint(good, path)
+    child = subprocess.Popen([sys.executable, "-c", KILLED_SAVE, str(path)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "writing"  # the child is in the middle of writing
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait(timeout=30)
+    assert child.returncode == -signal.SIGKILL
+    kept = read_checkpoint(path)
+    assert kept["global_step"] == 7 and torch.equal(kept["state_dict"]["w"], torch.arange(3.0))
+    AtomicCheckpointIO().save_checkpoint({**good, "global_step": 8}, path)  # the next save replaces the leftover
+    assert read_checkpoint(path)["global_step"] == 8 and not path.with_name("last.ckpt.tmp").exists()
+
+
+def test_corrupt_truncated_and_incompatible_checkpoints_are_refused(compose_cfg, tmp_path):
+    train(compose_cfg("callbacks=model_checkpoint", *FAST))
+    real = tmp_path / "checkpoints" / "last.ckpt"
+    garbage = tmp_path / "garbage.ckpt"
+    garbage.write_bytes(b"\x00" * 100)
+    cut = tmp_path / "cut.ckpt"
+    cut.write_bytes(real.read_bytes()[: real.stat().st_size // 2])
+    _, model = build(compose_cfg(*FAST))
+    for bad in (garbage, cut):
+        with pytest.raises(CheckpointError, match="is not a readable checkpoint.*use the run's checkpoints/last.ckpt"):
+            check_resumable(bad, model)
+    _, other = build(compose_cfg("latent_dim=8"))
+    with pytest.raises(CheckpointError, match=r"does not fit this model \(other shapes: energy.decoder.net.0.weight\).*latent_dim=16"):
+        check_resumable(real, other)
+    with pytest.raises(CheckpointError, match="no checkpoint at ckpt_path="):
+        train(compose_cfg(f"ckpt_path={tmp_path / 'missing.ckpt'}", *FAST))
+
+
+def test_corrupt_datasets_fail_with_the_path(tmp_path):
+    src = tmp_path / "src"
+    write_images(src, {"train/a": 3, "test/a": 2})
+    # 1. a zip whose member is damaged: fails its CRC check at setup, naming the member
+    damaged = zip_folder(src, tmp_path / "damaged.zip")
+    data = bytearray(damaged.read_bytes())
+    with zipfile.ZipFile(damaged) as zf:
+        info = zf.getinfo("train/a/1.png")
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra)
+    data[start + 20 : start + 40] = bytes(20)
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(CorruptDataError, match=r"damaged.zip is a damaged zip file: member train/a/1.png fails its CRC"):
+        FolderDataModule(root=damaged, batch_size=2).setup()
+    # 2. a truncated image: reading it names the file, nothing is skipped
+    (src / "train" / "a" / "2.png").write_bytes((src / "train" / "a" / "2.png").read_bytes()[:60])
+    dm = FolderDataModule(root=src, image_size=8, channels=3, batch_size=2)
+    dm.setup()
+    with pytest.raises(CorruptDataError, match=r"cannot read image train/a/2.png in .*never skipped silently"):
+        [dm.train_set[i] for i in range(len(dm.train_set))]
+    # 3. the wrong layout: no test/ folder
+    write_images(tmp_path / "no_test", {"train/a": 2})
+    with pytest.raises(DatasetNotFoundError, match=r"no images in a test/ folder of .*expected layout: <root>/train/<class>/<image>"):
+        FolderDataModule(root=tmp_path / "no_test", batch_size=2).setup()
+    # 4. a zip cut short
+    cut = tmp_path / "cut.zip"
+    cut.write_bytes(zip_folder(src, tmp_path / "whole.zip").read_bytes()[:200])
+    with pytest.raises(DatasetNotFoundError, match="is neither a directory nor a readable zip file"):
+        FolderDataModule(root=cut, batch_size=2).setup()
+
+
+def test_offline_wandb_does_not_try_the_network(tmp_path, monkeypatch):
+    def no_network(*args, **kwargs):
+        raise AssertionError("offline W&B must not try to connect")
+
+    monkeypatch.setattr("lpc.loggers.reachable", no_network)
+    monkeypatch.setattr("socket.create_connection", no_network)
+    assert wandb_logger(offline=True, save_dir=str(tmp_path), project="lpc")._offline
+
+
+def test_online_wandb_without_a_network_falls_back_to_offline(compose_cfg, tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens there
+    start = time.monotonic()
+    with caplog.at_level(logging.WARNING):
+        logger = wandb_logger(offline=False, connect_timeout=2.0, save_dir=str(tmp_path / "w"), project="lpc")
+    assert time.monotonic() - start < 10
+    assert logger._offline and sum("not reachable" in r.getMessage() for r in caplog.records) == 1
+    fast = [o for o in FAST if not o.startswith("logger=")]
+    metrics = train(compose_cfg("logger=wandb", "logger.wandb.offline=false", "logger.wandb.connect_timeout=2",
+                                "callbacks=none", *fast))
+    assert metrics["train/energy"] < 1e6
+    assert len(list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb"))) == 1
