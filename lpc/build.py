@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 
 from lpc.config_checks import validate_config
 from lpc.data.base import ImageDataModule
-from lpc.errors import ConfigError
+from lpc.errors import ConfigError, LpcError
 from lpc.methods.base import GenerativeModule
 
 
@@ -21,9 +21,11 @@ def instantiate_checked(node: DictConfig, path: str, **kwargs):
     try:
         return instantiate(node, **kwargs)
     except InstantiationException as err:
-        cause = err.__cause__ or err
-        while cause.__cause__ is not None and not isinstance(cause, (ValueError, TypeError)):
+        cause = err.__cause__
+        while cause is not None and not isinstance(cause, (ValueError, TypeError, LpcError)):
             cause = cause.__cause__
+        if cause is None:
+            raise  # not a refused value: a bug, with its traceback
         found = re.search(r"full_key: (\S+)", str(err))
         raise ConfigError(f"{found.group(1) if found else path}: {cause}") from err
 
@@ -67,6 +69,11 @@ def build(cfg: DictConfig) -> tuple[ImageDataModule, GenerativeModule]:
     """Check the config (unknown keys, types, ranges, parts that do not fit) and build the data
     module (not yet loaded) and the model. Raises ``ConfigError``."""
     validate_config(cfg)
+    if str(cfg.get("trainer", {}).get("precision", "32")).startswith("16"):
+        raise ConfigError(
+            f"trainer.precision={cfg.trainer.precision} is not supported: fp16 loss scaling does not fit lpc's "
+            f"manual optimisation; use trainer.precision=bf16-mixed or 32"
+        )
     datamodule: ImageDataModule = instantiate_checked(cfg.data, "data")
     model: GenerativeModule = instantiate_checked(cfg.model, "model")
     check_compatible(model, datamodule)

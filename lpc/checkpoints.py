@@ -19,13 +19,21 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     checkpoint at ``path`` intact and never a partial file there."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any = None) -> None:
+        if "://" in str(path):  # a remote filesystem (s3://, gs://, ...): Lightning's fsspec writer
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        if storage_options is not None:
+            raise TypeError("AtomicCheckpointIO writes local files and takes no storage_options")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            torch.save(checkpoint, f)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(tmp, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # e.g. a full disk: leave no half-written file behind
+            raise
         os.replace(tmp, path)
         directory = os.open(path.parent, os.O_RDONLY)
         try:

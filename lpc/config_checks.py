@@ -28,7 +28,8 @@ def target_nodes(cfg: Any, path: str = "") -> Iterator[tuple[str, DictConfig]]:
         if "_target_" in cfg:
             yield path, cfg
         for key in cfg:
-            if not OmegaConf.is_interpolation(cfg, key) and not (path == "" and key == "hydra"):
+            skip = OmegaConf.is_interpolation(cfg, key) or OmegaConf.is_missing(cfg, key) or (path == "" and key == "hydra")
+            if not skip:
                 yield from target_nodes(cfg[key], f"{path}.{key}" if path else str(key))
     elif isinstance(cfg, ListConfig):
         for i in range(len(cfg)):
@@ -98,7 +99,9 @@ def validate_config(cfg: DictConfig) -> None:
                 close = difflib.get_close_matches(str(key), params, n=1)
                 hint = f" (did you mean {close[0]}?)" if close else ""
                 raise ConfigError(f"unknown key {path}.{key}{hint}; {node._target_} takes: {', '.join(params)}")
-            if key in hints and not OmegaConf.is_missing(node, key):
+            if OmegaConf.is_missing(node, key):
+                raise ConfigError(f"{path}.{key} is required: set {path}.{key}=<value> on the command line or in the config")
+            if key in hints:
                 value = node[key]
                 if isinstance(value, DictConfig) and "_target_" in value:
                     continue

@@ -37,6 +37,15 @@ class DivergenceError(LpcError, FloatingPointError):
     """Langevin chains or the training loss went non-finite or exploded."""
 
 
+def one_line(err: BaseException) -> str:
+    """The error's own message; for an error re-raised from a DataLoader worker (whose message is
+    the worker's whole traceback) its last line, without the class name."""
+    text = str(err).strip()
+    if "Original Traceback" in text:
+        text = text.splitlines()[-1].split(": ", 1)[-1]
+    return text
+
+
 def exit_on_user_error(main: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap an entry point: an ``LpcError`` is logged as one line (to the console and the run's log)
     and ends the process with status 2, instead of a stack trace."""
@@ -46,7 +55,7 @@ def exit_on_user_error(main: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return main(*args, **kwargs)
         except LpcError as err:
-            log.error("%s: %s", type(err).__name__, err)
+            log.error("%s: %s", type(err).__name__, one_line(err))
             raise SystemExit(2) from None
 
     return wrapped

@@ -47,6 +47,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict[str, Any]:
     datamodule, model = build(run)
     check_state_dict(model, ckpt, cfg.ckpt_path)
     model.load_state_dict(ckpt["state_dict"])
+    model.on_load_checkpoint(ckpt)  # what the method keeps beside its weights (e.g. a backed-off step size)
     datamodule.setup("test")
     device = torch.device("cuda" if torch.cuda.is_available() and cfg.get("device", "auto") != "cpu" else "cpu")
     model.to(device)

@@ -104,6 +104,8 @@ class LocationScaleLikelihood(Likelihood):
             raise ValueError(f"likelihood.sigma_mode must be one of {list(SIGMA_MODES)}, got {sigma_mode!r}")
         if not 0.0 <= ema_decay < 1.0:
             raise ValueError(f"likelihood.ema_decay must be in [0, 1), got {ema_decay}")
+        if not min_sigma > 0:
+            raise ValueError(f"likelihood.min_sigma must be > 0, got {min_sigma}")
         self.squash = squash
         self._squash_fn, self.data_range = _SQUASH[squash]
         self.sigma_mode = sigma_mode

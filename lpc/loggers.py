@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from typing import Any
 from urllib.parse import urlparse
 
 from lightning.pytorch.loggers import WandbLogger
@@ -25,14 +24,31 @@ def reachable(url: str, timeout: float) -> bool:
         return False
 
 
-def wandb_logger(offline: bool = True, connect_timeout: float = 5.0, **kwargs: Any) -> WandbLogger:
+def wandb_logger(
+    project: str = "lpc",
+    save_dir: str = ".",
+    offline: bool = True,
+    connect_timeout: float = 5.0,
+    name: str | None = None,
+    group: str | None = None,
+    entity: str | None = None,
+    tags: list[str] | None = None,
+    job_type: str | None = None,
+    notes: str | None = None,
+    id: str | None = None,  # noqa: A002 - W&B's own name for the run id
+    log_model: bool = False,
+) -> WandbLogger:
     """Lightning's ``WandbLogger``. Offline (the default) it writes the run under ``save_dir`` and
     never touches the network (upload later with ``wandb sync``). Online, the W&B server
     (``$WANDB_BASE_URL`` or api.wandb.ai) must answer within ``connect_timeout`` seconds; if it does
-    not, the run falls back to offline with one warning instead of hanging or failing."""
+    not, the run falls back to offline with one warning instead of hanging or failing. The other
+    arguments are W&B's own (``wandb.init``); ``group=""`` means no group."""
     if not offline:
         url = os.environ.get("WANDB_BASE_URL", DEFAULT_WANDB_URL)
         if not reachable(url, connect_timeout):
             log.warning("W&B server %s is not reachable: logging offline instead (upload later with `wandb sync`)", url)
             offline = True
-    return WandbLogger(offline=offline, **kwargs)
+    return WandbLogger(
+        project=project, save_dir=save_dir, offline=offline, name=name, group=group or None, entity=entity,
+        tags=list(tags) if tags else None, job_type=job_type, notes=notes, id=id, log_model=log_model,
+    )

@@ -34,14 +34,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule, model = build(cfg)  # a config that cannot work fails here, before anything is read
     if cfg.get("ckpt_path"):
         check_resumable(cfg.ckpt_path, model)
+    callbacks = instantiate_dict(cfg.get("callbacks"), "callbacks")
+    loggers = instantiate_dict(cfg.get("logger"), "logger")
+    trainer: L.Trainer = instantiate_checked(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
     log.info("data: %s; model: %s", cfg.data._target_, cfg.model._target_)
     datamodule.prepare_data()
     datamodule.setup("fit")  # a missing or corrupt dataset fails here, before anything is written
     model.save_hyperparameters(OmegaConf.to_container(cfg, resolve=True))
-
-    callbacks = instantiate_dict(cfg.get("callbacks"), "callbacks")
-    loggers = instantiate_dict(cfg.get("logger"), "logger")
-    trainer: L.Trainer = instantiate_checked(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}

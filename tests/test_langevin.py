@@ -36,7 +36,7 @@ class FixedPreconditioner:
     def init(self, z: Tensor) -> None:
         return None
 
-    def update(self, state: None, grad: Tensor) -> None:
+    def update(self, state: None, grad: Tensor, active: Tensor | None = None) -> None:
         return None
 
     def scale(self, state: None) -> Tensor:

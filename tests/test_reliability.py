@@ -51,6 +51,10 @@ BAD_CONFIGS = [
     (["likelihood=discretized_gaussian", "data.pixel_range=[0.0,1.0]"], "expects pixels in [-1.0, 1.0]"),
     (["likelihood=bernoulli", "data.binarize=none"], "needs binarised pixels but data.binarize=none"),
     (["warmstart=jeffreys", "warmstart.objective=kl"], "warmstart objective must be one of"),
+    (["data=folder"], "data.root is required: set data.root=<value>"),
+    (["likelihood=gaussian_learned", "likelihood.min_sigma=0"], "likelihood.min_sigma must be > 0, got 0"),
+    (["+trainer.precision=16-mixed"], "trainer.precision=16-mixed is not supported"),
+    (["+logger.wandb.ofline=true"], "unknown key logger.wandb.ofline (did you mean offline?)"),
 ]
 
 
@@ -59,6 +63,27 @@ def test_bad_config_is_refused_naming_the_key_and_value(compose_cfg, overrides, 
     with pytest.raises(ConfigError) as err:
         build(compose_cfg(*overrides))
     assert message in str(err.value)
+
+
+class Broken:
+    """A target whose constructor has a bug (not a refused value)."""
+
+    def __init__(self):
+        raise KeyError("a bug")
+
+
+def test_a_bug_in_a_constructor_keeps_its_traceback(compose_cfg):
+    with pytest.raises(Exception) as err:
+        build(compose_cfg("model.sampler._target_=test_reliability.Broken", "~model.sampler.step_size",
+                          "~model.sampler.num_steps", "~model.sampler.burn_in", "~model.sampler.thin", "~model.sampler.noise",
+                          "~model.sampler.preconditioner", "~model.sampler.freeze_precond", "~model.sampler.max_latent_norm"))
+    assert not isinstance(err.value, ConfigError) and "a bug" in str(err.value)
+
+
+def test_callback_settings_are_checked_before_the_data_is_read(compose_cfg, tmp_path):
+    with pytest.raises(ConfigError, match="callbacks.evaluation.every_n_steps must be a whole number of steps"):
+        train(compose_cfg("trainer.val_check_interval=0.5"))
+    assert not any(tmp_path.iterdir())
 
 
 def test_bad_config_on_the_command_line_is_one_line_and_writes_nothing(tmp_path):
@@ -79,16 +104,32 @@ def test_divergence_raise_stops_with_the_step_size_and_the_fix(compose_cfg):
         train(compose_cfg(*DIVERGING, "model.on_divergence=raise"))
 
 
-@pytest.mark.parametrize("policy", ["reset", "backoff"])
-def test_divergence_reset_and_backoff_complete_with_finite_weights(compose_cfg, tmp_path, policy):
-    metrics = train(compose_cfg(*DIVERGING, f"model.on_divergence={policy}"))
-    assert metrics["train/step_size"] == (3.0 if policy == "reset" else pytest.approx(1.5))
-    diverged = read_metrics(tmp_path, "train/diverged")
-    assert len(diverged) == 30 and diverged[0] > 0
+def test_divergence_reset_leaves_diverged_chains_out_and_learns_from_the_rest(compose_cfg, tmp_path):
+    """A small max_latent_norm makes part of every batch 'diverge': those chains are left out, the
+    others teach the decoder, and the weights stay finite."""
+    metrics = train(compose_cfg("precond=none", "step_size=0.02", "model.sampler.max_latent_norm=1.5", *FAST,
+                                "callbacks=model_checkpoint", "trainer.log_every_n_steps=1"))
+    frac = read_metrics(tmp_path, "train/diverged_frac")
+    assert len(frac) == 30 and any(0 < f < 1 for f in frac)
+    assert read_metrics(tmp_path, "train/updated") == [1.0] * 30 and len(read_metrics(tmp_path, "train/loss")) == 30
+    assert metrics["train/diverged_total"] == pytest.approx(64 * sum(frac))
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert all(torch.isfinite(t).all() for t in ckpt["state_dict"].values()) and ckpt["diverged_total"] > 0
+
+
+def test_divergence_backoff_shrinks_the_step_until_chains_hold(compose_cfg, tmp_path):
+    metrics = train(compose_cfg(*DIVERGING, "model.on_divergence=backoff"))
+    assert metrics["train/step_size"] == pytest.approx(1.5)
+    frac = read_metrics(tmp_path, "train/diverged_frac")
+    assert frac[0] == 1.0 and frac[-1] == 0.0
     ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert all(torch.isfinite(t).all() for t in ckpt["state_dict"].values())
-    if policy == "backoff":  # the halved step size is kept in the checkpoint and no chain diverged after
-        assert ckpt["sampler_step_size"] == pytest.approx(1.5) and diverged[-1] == 0
+    assert ckpt["sampler_step_size"] == pytest.approx(1.5)  # kept, so a resumed run continues with it
+
+
+def test_divergence_reset_stops_when_nothing_is_learned(compose_cfg):
+    with pytest.raises(DivergenceError, match="every Langevin chain diverged on 6 consecutive steps .*nothing is being learned"):
+        train(compose_cfg(*DIVERGING, "model.on_divergence=reset", "model.max_all_diverged_steps=5"))
 
 
 class PoisonDecoder(Callback):
@@ -183,6 +224,19 @@ def test_corrupt_datasets_fail_with_the_path(tmp_path):
     write_images(tmp_path / "no_test", {"train/a": 2})
     with pytest.raises(DatasetNotFoundError, match=r"no images in a test/ folder of .*expected layout: <root>/train/<class>/<image>"):
         FolderDataModule(root=tmp_path / "no_test", batch_size=2).setup()
+    # 3b. a compressed (deflated) zip whose data is damaged
+    deflated = tmp_path / "deflated.zip"
+    with zipfile.ZipFile(deflated, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for p in sorted(src.rglob("*.png")):
+            zf.write(p, p.relative_to(src).as_posix())
+    data = bytearray(deflated.read_bytes())
+    with zipfile.ZipFile(deflated) as zf:
+        info = zf.getinfo("test/a/0.png")
+    start = info.header_offset + 30 + len(info.filename) + len(info.extra)
+    data[start : start + 30] = bytes(range(30))
+    deflated.write_bytes(bytes(data))
+    with pytest.raises(CorruptDataError, match="deflated.zip is a damaged zip file"):
+        FolderDataModule(root=deflated, batch_size=2).setup()
     # 4. a zip cut short
     cut = tmp_path / "cut.zip"
     cut.write_bytes(zip_folder(src, tmp_path / "whole.zip").read_bytes()[:200])
@@ -197,6 +251,19 @@ def test_offline_wandb_does_not_try_the_network(tmp_path, monkeypatch):
     monkeypatch.setattr("lpc.loggers.reachable", no_network)
     monkeypatch.setattr("socket.create_connection", no_network)
     assert wandb_logger(offline=True, save_dir=str(tmp_path), project="lpc")._offline
+
+
+def test_a_corrupt_image_read_in_a_worker_is_reported_in_one_line(tmp_path):
+    src = tmp_path / "src"
+    write_images(src, {"train/a": 4, "test/a": 2})
+    (src / "train" / "a" / "3.png").write_bytes(b"\x89PNG not really")
+    cmd = [sys.executable, "train.py", "data=folder", f"data.root={src}", "data.image_size=8", "data.channels=1",
+           "data.num_workers=1", "batch_size=2", "trainer.max_steps=4", "num_steps=3", "burn_in=1", "logger=csv",
+           "callbacks=none", f"hydra.run.dir={tmp_path / 'run'}"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    errors = [line for line in (proc.stdout + proc.stderr).splitlines() if "CorruptDataError" in line]
+    assert proc.returncode == 2 and len(errors) == 1 and "Traceback" not in proc.stdout + proc.stderr
+    assert "cannot read image train/a/3.png" in errors[0] and "Original Traceback" not in errors[0]
 
 
 def test_online_wandb_without_a_network_falls_back_to_offline(compose_cfg, tmp_path, monkeypatch, caplog):

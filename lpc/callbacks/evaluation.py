@@ -20,10 +20,15 @@ class PeriodicEvaluation(L.Callback):
     run's metrics.json). A metric that cannot be computed (e.g. FID offline) is left out, never 0 or NaN.
     """
 
-    def __init__(self, evaluator: Evaluator, every_n_steps: int = 0, every_n_epochs: int = 0, at_end: bool = True):
+    def __init__(self, evaluator: Evaluator, every_n_steps: int | float = 0, every_n_epochs: int = 0, at_end: bool = True):
         super().__init__()
+        if not float(every_n_steps).is_integer() or every_n_steps < 0:
+            raise ValueError(
+                f"callbacks.evaluation.every_n_steps must be a whole number of steps >= 0, got {every_n_steps} (by default it "
+                f"follows trainer.val_check_interval; with a fractional interval set callbacks.evaluation.every_n_steps=N)"
+            )
         self.evaluator = evaluator
-        self.every_n_steps = every_n_steps
+        self.every_n_steps = int(every_n_steps)
         self.every_n_epochs = every_n_epochs
         self.at_end = at_end
         self.last_step = -1

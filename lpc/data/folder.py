@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from PIL import Image
@@ -13,6 +14,9 @@ from torch.utils.data import Dataset
 from lpc.data.base import ImageDataModule
 from lpc.errors import CorruptDataError, DatasetNotFoundError
 
+# what reading a damaged file or zip member raises: bad zip structure or CRC, broken deflate data,
+# unsupported compression or encryption, truncated or undecodable images
+UNREADABLE = (OSError, EOFError, SyntaxError, ValueError, zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 LAYOUT = (
     "expected layout: <root>/train/<class>/<image> and <root>/test/<class>/<image> (class folders "
@@ -47,7 +51,7 @@ class ImageFiles(Dataset):
         try:
             img = Image.open(io.BytesIO(self._read(path)))
             img.load()
-        except (OSError, SyntaxError, ValueError, zipfile.BadZipFile) as err:
+        except UNREADABLE as err:
             raise CorruptDataError(
                 f"cannot read image {path} in {self.root} ({type(err).__name__}: {err}); replace the file or "
                 f"re-extract the dataset (images are never skipped silently, which would change the data)"
@@ -69,7 +73,7 @@ def list_files(root: Path) -> list[str]:
             with zipfile.ZipFile(root) as zf:
                 bad = zf.testzip()
                 names = zf.namelist()
-        except (zipfile.BadZipFile, OSError, EOFError) as err:
+        except UNREADABLE as err:
             raise CorruptDataError(f"data.root={root} is a damaged zip file ({err}); download or copy it again") from err
         if bad is not None:
             raise CorruptDataError(f"data.root={root} is a damaged zip file: member {bad} fails its CRC check; download or copy it again")

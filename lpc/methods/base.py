@@ -87,7 +87,10 @@ class GenerativeModule(L.LightningModule):
         as (mean, log_std), each (B, D)."""
         raise NotImplementedError
 
-    def step_optimizer(self, optimizer: LightningOptimizer, loss: Tensor, counts_as_step: bool = True) -> None:
+    def step_optimizer(
+        self, optimizer: LightningOptimizer, loss: Tensor, counts_as_step: bool = True,
+        hint: str = "nothing was applied to the weights; lower the learning rate (model.optimizer.lr) or the step size",
+    ) -> None:
         """zero_grad, backward and step, through Lightning (for precision and strategy plugins).
 
         ``trainer.global_step`` (hence ``max_steps``, logging and validation intervals) counts one
@@ -97,22 +100,21 @@ class GenerativeModule(L.LightningModule):
         """
         optimizer.zero_grad()
         self.manual_backward(loss)
-        self.check_finite(loss, optimizer)
+        self.check_finite(loss, optimizer, hint)
         if counts_as_step:
             optimizer.step()
         else:
             self.trainer.strategy.optimizer_step(optimizer.optimizer, closure=lambda: None, model=self)
 
-    def check_finite(self, loss: Tensor, optimizer: LightningOptimizer) -> None:
+    def check_finite(self, loss: Tensor, optimizer: LightningOptimizer, hint: str) -> None:
         """Stop before a non-finite loss or gradient reaches the weights (the last checkpoint, written
         before this step, stays the last good one)."""
         grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
         finite = torch.stack([torch.isfinite(loss).all(), *(torch.isfinite(g).all() for g in grads)]).all()
         if not finite:
             raise DivergenceError(
-                f"non-finite training loss or gradient at step {self.global_step} (loss={loss.item():g}); nothing "
-                f"was applied to the weights and the last checkpoint is the last good one. Lower the learning "
-                f"rate (model.optimizer.lr) or the step size, or use precond=adam"
+                f"non-finite training loss or gradient at step {self.global_step} (loss={loss.item():g}); {hint}. "
+                f"The last checkpoint is the last good one"
             )
 
     def log_metrics(self, stage: str, metrics: dict[str, Tensor | float], batch_size: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from functools import partial
 
@@ -17,8 +18,19 @@ from lpc.errors import DivergenceError
 from lpc.warmstart import AmortisedInit, PriorInit, Proposal
 
 
+log = logging.getLogger(__name__)
 GRAD_FROM = ("chain_mean", "last")
 ON_DIVERGENCE = ("raise", "reset", "backoff")
+
+
+def restore_step_size(sampler: LangevinSampler, checkpoint: dict) -> None:
+    """Continue with the step size the checkpointed run had reached (``on_divergence=backoff``
+    shrinks it), saying so when it differs from the configured one."""
+    saved = checkpoint.get("sampler_step_size", sampler.step_size)
+    if saved != sampler.step_size:
+        log.warning("continuing with the checkpoint's step_size=%g (reduced by on_divergence=backoff), not %g",
+                    saved, sampler.step_size)
+    sampler.step_size = saved
 
 
 def repeat_batch(x: Tensor, times: int) -> Tensor:
@@ -55,6 +67,7 @@ class LangevinPC(GenerativeModule):
         grad_from: str = "chain_mean",
         on_divergence: str = "reset",
         backoff_factor: float = 0.5,
+        max_all_diverged_steps: int = 50,
     ):
         super().__init__(decoder, likelihood, optimizer)
         if grad_from not in GRAD_FROM:
@@ -68,6 +81,9 @@ class LangevinPC(GenerativeModule):
         self.grad_from = grad_from
         self.on_divergence = on_divergence
         self.backoff_factor = backoff_factor
+        self.max_all_diverged_steps = max_all_diverged_steps
+        self.all_diverged_run = 0  # consecutive steps on which every chain diverged
+        self.diverged_total = 0  # chains diverged over the whole run (kept in checkpoints)
 
     def learning_samples(self, chain: ChainResult) -> Tensor:
         """The states that teach the decoder, (S, B, D) or (1, B, D) for ``grad_from=last``."""
@@ -114,8 +130,16 @@ class LangevinPC(GenerativeModule):
         also halves (``backoff_factor``) the step size for the rest of the run. Returns the batch,
         proposal and chains that remain, and how many diverged."""
         num = int(chain.diverged.sum())
+        self.diverged_total += num
+        self.all_diverged_run = self.all_diverged_run + 1 if num == len(x) else 0
         if num == 0:
             return x, proposal, chain, 0
+        if self.all_diverged_run > self.max_all_diverged_steps:
+            raise DivergenceError(
+                f"every Langevin chain diverged on {self.all_diverged_run} consecutive steps (step_size="
+                f"{self.sampler.step_size:g}): nothing is being learned. Use precond=adam or a smaller step_size, "
+                f"or model.on_divergence=backoff"
+            )
         if self.on_divergence == "raise":
             raise DivergenceError(
                 f"{num} of {len(x)} Langevin chains diverged at step {self.global_step} with "
@@ -136,8 +160,14 @@ class LangevinPC(GenerativeModule):
             proposal = self.warmstart(x)
             with inner_clock():
                 chain = self.infer(x, proposal.z0)
+            batch_size = len(x)
             x, proposal, chain, diverged = self.drop_diverged(x, proposal, chain)
-            self.log_dict({"train/diverged": float(diverged), "train/step_size": self.sampler.step_size})
+            self.log_dict({
+                "train/diverged_frac": diverged / batch_size,
+                "train/diverged_total": float(self.diverged_total),
+                "train/step_size": self.sampler.step_size,
+                "train/updated": float(len(x) > 0),
+            })
             if len(x) == 0:  # every chain diverged: nothing to learn from; the step still counts
                 decoder_opt.zero_grad()
                 decoder_opt.step()
@@ -149,7 +179,8 @@ class LangevinPC(GenerativeModule):
             encoder_terms = {}
             if encoder_opt is not None:
                 encoder_terms = self.warmstart.loss(self.energy, x, proposal, chain.samples)
-                self.step_optimizer(encoder_opt, encoder_terms["encoder_loss"], counts_as_step=False)
+                self.step_optimizer(encoder_opt, encoder_terms["encoder_loss"], counts_as_step=False,
+                                    hint="the decoder has already taken this batch's step; lower warmstart.optimizer.lr")
         with torch.no_grad():
             metrics = self.chain_metrics(x, chain, energies.detach(), out_last)
         metrics.update({k: v.detach() for k, v in encoder_terms.items()})
@@ -168,7 +199,7 @@ class LangevinPC(GenerativeModule):
         proposal = self.warmstart(x)
         chain = self.infer(x, proposal.z0)
         keep = ~chain.diverged
-        self.log("val/diverged", float((~keep).sum()), batch_size=len(x))
+        self.log("val/diverged_frac", chain.diverged.float().mean(), batch_size=len(x))
         if keep.any():
             x, chain = x[keep], chain.subset(keep)
             with torch.no_grad():
@@ -178,9 +209,11 @@ class LangevinPC(GenerativeModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["sampler_step_size"] = self.sampler.step_size  # changed by on_divergence=backoff
+        checkpoint["diverged_total"] = self.diverged_total
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self.sampler.step_size = checkpoint.get("sampler_step_size", self.sampler.step_size)
+        restore_step_size(self.sampler, checkpoint)
+        self.diverged_total = checkpoint.get("diverged_total", 0)
 
     def reconstruct(self, x: Tensor) -> Tensor:
         """The likelihood mean at the chain's last state z_T."""

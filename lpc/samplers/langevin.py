@@ -141,7 +141,7 @@ class LangevinSampler:
             diverged |= non_finite_rows(energy, grad)
             grad = torch.where(diverged[:, None], 0.0, grad)  # held chains feed nothing to M
             if t <= adapt_until:
-                state = self.preconditioner.update(state, grad)
+                state = self.preconditioner.update(state, grad, ~diverged)
                 scale = self.preconditioner.scale(state)
             if self.noise:
                 z = langevin_step(z, grad, torch.randn_like(z), self.step_size, scale)

@@ -47,7 +47,7 @@ class Preconditioner(Protocol):
 
     def init(self, z: Tensor) -> Any: ...
 
-    def update(self, state: Any, grad: Tensor) -> Any: ...
+    def update(self, state: Any, grad: Tensor, active: Tensor | None = None) -> Any: ...
 
     def scale(self, state: Any) -> Tensor | float: ...
 
@@ -58,7 +58,7 @@ class IdentityPreconditioner:
     def init(self, z: Tensor) -> None:
         return None
 
-    def update(self, state: None, grad: Tensor) -> None:
+    def update(self, state: None, grad: Tensor, active: Tensor | None = None) -> None:
         return None
 
     def scale(self, state: None) -> float:
@@ -102,10 +102,12 @@ class AdamPreconditioner:
         shape = (1, *z.shape[1:]) if self.shared_over_batch else z.shape
         return RMSState(torch.zeros(shape, dtype=z.dtype, device=z.device), 0)
 
-    def update(self, state: RMSState, grad: Tensor) -> RMSState:
+    def update(self, state: RMSState, grad: Tensor, active: Tensor | None = None) -> RMSState:
+        """``active`` (B,) marks the chains still running; a shared average is taken over them only."""
         grad_sq = grad.square()
         if self.shared_over_batch:
-            grad_sq = grad_sq.mean(0, keepdim=True)
+            weights = torch.ones_like(grad_sq[:, :1]) if active is None else active[:, None].to(grad_sq.dtype)
+            grad_sq = (grad_sq * weights).sum(0, keepdim=True) / weights.sum().clamp_min(1.0)
         return RMSState(ema_square(state.square_avg, grad_sq, self.beta), state.count + 1)
 
     def scale(self, state: RMSState) -> Tensor:
