@@ -13,15 +13,14 @@ from omegaconf import DictConfig
 os.environ.setdefault("LPC_ROOT", str(Path(__file__).resolve().parent))
 
 from lpc.errors import exit_on_user_error  # noqa: E402
-from lpc.training import train  # noqa: E402
+from lpc.training import optimized_value, train  # noqa: E402
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 @exit_on_user_error
 def main(cfg: DictConfig) -> float | None:
-    metrics = train(cfg)
-    # the value a Hydra sweeper (e.g. Optuna) optimises, when one is configured
-    return metrics.get(cfg.optimized_metric) if cfg.get("optimized_metric") else None
+    # returns the value a Hydra sweeper (e.g. Optuna) optimises, when one is configured
+    return optimized_value(train(cfg), cfg.get("optimized_metric"))
 
 
 if __name__ == "__main__":

@@ -80,6 +80,9 @@ def check_state_dict(model: nn.Module, ckpt: dict[str, Any], path: str | os.Path
         )
 
 
-def check_resumable(path: str | os.PathLike, model: nn.Module) -> None:
-    """Fail before training if ``ckpt_path`` is unreadable, not lpc's, or does not fit the model."""
-    check_state_dict(model, read_checkpoint(path), path)
+def check_resumable(path: str | os.PathLike, model: nn.Module) -> dict[str, Any]:
+    """The checkpoint's contents; fails before training if ``ckpt_path`` is unreadable, not lpc's,
+    or does not fit the model."""
+    ckpt = read_checkpoint(path)
+    check_state_dict(model, ckpt, path)
+    return ckpt

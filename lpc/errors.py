@@ -10,6 +10,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from lpc.resolvers import in_multirun
+
 log = logging.getLogger("lpc")
 
 
@@ -48,7 +50,10 @@ def one_line(err: BaseException) -> str:
 
 def exit_on_user_error(main: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap an entry point: an ``LpcError`` is logged as one line (to the console and the run's log)
-    and ends the process with status 2, instead of a stack trace."""
+    and ends the process with status 2, instead of a stack trace. In a multirun only this job
+    fails: a ``DivergenceError`` (a step size too large, which sweeps visit on purpose) makes the
+    job return NaN, which the Optuna sweeper records as a failed trial and goes on; any other
+    error is re-raised, and Hydra runs the remaining jobs before it reports it."""
 
     @functools.wraps(main)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
@@ -56,6 +61,10 @@ def exit_on_user_error(main: Callable[..., Any]) -> Callable[..., Any]:
             return main(*args, **kwargs)
         except LpcError as err:
             log.error("%s: %s", type(err).__name__, one_line(err))
+            if in_multirun():
+                if isinstance(err, DivergenceError):
+                    return float("nan")
+                raise
             raise SystemExit(2) from None
 
     return wrapped

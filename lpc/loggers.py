@@ -36,6 +36,7 @@ def wandb_logger(
     job_type: str | None = None,
     notes: str | None = None,
     id: str | None = None,  # noqa: A002 - W&B's own name for the run id
+    resume: str | None = None,
     log_model: bool = False,
 ) -> WandbLogger:
     """Lightning's ``WandbLogger``. Offline (the default) it writes the run under ``save_dir`` and
@@ -49,6 +50,6 @@ def wandb_logger(
             log.warning("W&B server %s is not reachable: logging offline instead (upload later with `wandb sync`)", url)
             offline = True
     return WandbLogger(
-        project=project, save_dir=save_dir, offline=offline, name=name, group=group or None, entity=entity,
-        tags=list(tags) if tags else None, job_type=job_type, notes=notes, id=id, log_model=log_model,
+        project=project, save_dir=save_dir, offline=offline, name=name or None, group=group or None, entity=entity,
+        tags=list(tags) if tags else None, job_type=job_type, notes=notes, id=id, resume=resume, log_model=log_model,
     )

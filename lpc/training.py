@@ -4,16 +4,28 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import random
+import warnings
 from pathlib import Path
 
 import lightning as L
+from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.loggers import WandbLogger
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from lpc.build import build, instantiate_checked, instantiate_dict
 from lpc.checkpoints import check_resumable
+from lpc.errors import ConfigError
+from lpc.resume import resume_checkpoint
 
 log = logging.getLogger(__name__)
+WANDB_TARGETS = ("lpc.loggers.wandb_logger", "lightning.pytorch.loggers.WandbLogger")
+
+# lpc's data order resumes mid-epoch (EpochSampler + the DataModule's state), which Lightning cannot see
+warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
+# lpc's checkpoints hold the state after the step they are named by, which is what resuming needs
+warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization and every_n_train_steps")
 
 
 def finish_wandb(loggers: list) -> None:
@@ -24,16 +36,56 @@ def finish_wandb(loggers: list) -> None:
         wandb.finish()
 
 
+def resolve_seed(cfg: DictConfig) -> int:
+    """``cfg.seed``; for ``seed=null`` a fresh one (a DDP child takes its parent's), written back
+    into ``cfg`` so that the run's saved config says how to repeat it."""
+    seed = cfg.get("seed")
+    if seed is None:
+        inherited = os.environ.get("PL_GLOBAL_SEED") if "LOCAL_RANK" in os.environ else None
+        seed = int(inherited) if inherited is not None else random.SystemRandom().randrange(2**31)
+        log.info("seed=null: drew seed=%d (set seed=%d to repeat this run)", seed, seed)
+        with open_dict(cfg):
+            cfg.seed = seed
+    return int(seed)
+
+
+def continue_wandb_run(cfg: DictConfig, ckpt: dict) -> None:
+    """Point the config's W&B logger at the checkpointed run's id, so a resumed run logs on there."""
+    run_id = ckpt.get("wandb_run_id")
+    if not run_id or not cfg.get("logger"):
+        return
+    for node in cfg.logger.values():
+        if isinstance(node, DictConfig) and node.get("_target_") in WANDB_TARGETS:
+            with open_dict(node):
+                node.id = run_id
+                node.resume = "allow"
+            log.info("resuming W&B run %s", run_id)
+
+
+def optimized_value(metrics: dict[str, float], name: str | None) -> float | None:
+    """The metric a sweeper optimises (``optimized_metric``), which the run must have logged."""
+    if not name:
+        return None
+    if name not in metrics:
+        raise ConfigError(f"optimized_metric={name} was not logged by this run; it logged: {', '.join(sorted(metrics))}")
+    return metrics[name]
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Build data, model, callbacks, loggers and trainer from ``cfg``; fit; return the final metrics.
 
-    The metrics are also written to ``<output_dir>/metrics.json``.
+    The metrics are also written to ``<output_dir>/metrics.json`` (by rank 0).
     """
-    if cfg.get("seed") is not None:
-        L.seed_everything(cfg.seed, workers=True)  # before the model exists: its initial weights follow the seed
+    L.seed_everything(resolve_seed(cfg), workers=True)  # before the model exists: its initial weights follow the seed
     datamodule, model = build(cfg)  # a config that cannot work fails here, before anything is read
-    if cfg.get("ckpt_path"):
-        check_resumable(cfg.ckpt_path, model)
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    ckpt_path = resume_checkpoint(cfg, overrides)
+    if ckpt_path:
+        ckpt = check_resumable(ckpt_path, model)
+        continue_wandb_run(cfg, ckpt)
+        log.info("continuing from %s (step %d)", ckpt_path, ckpt.get("global_step", 0))
+        cfg.ckpt_path = ckpt_path  # the run's saved config says where it came from
+        del ckpt
     callbacks = instantiate_dict(cfg.get("callbacks"), "callbacks")
     loggers = instantiate_dict(cfg.get("logger"), "logger")
     trainer: L.Trainer = instantiate_checked(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
@@ -42,7 +94,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule.setup("fit")  # a missing or corrupt dataset fails here, before anything is written
     model.save_hyperparameters(OmegaConf.to_container(cfg, resolve=True))
     try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         if trainer.limit_val_batches and model.validated_at != trainer.global_step:
             trainer.validate(model, datamodule=datamodule, verbose=False)  # final val/ metrics
@@ -50,7 +102,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     finally:
         finish_wandb(loggers)
 
-    out = Path(cfg.paths.output_dir) / "metrics.json"
-    out.write_text(json.dumps({"global_step": trainer.global_step, **metrics}, indent=2, sort_keys=True))
-    log.info("metrics written to %s", out)
+    if trainer.is_global_zero:
+        out = Path(cfg.paths.output_dir) / "metrics.json"
+        out.write_text(json.dumps({"global_step": trainer.global_step, **metrics}, indent=2, sort_keys=True))
+        log.info("metrics written to %s", out)
     return metrics

@@ -70,19 +70,24 @@ def reverse_kl_loss(energy: Energy, x: Tensor, mean: Tensor, log_std: Tensor) ->
 
 
 class PriorInit(nn.Module):
-    """Encoder-free start (``warmstart=none``): z0 ~ p(z) = N(0, I), one draw per example."""
+    """Encoder-free start (``warmstart=none``): z0 = scale * eps, eps ~ N(0, I), one draw per
+    example; ``scale=1`` draws from the prior p(z), ``scale=0`` starts every chain at its mean 0
+    (deterministic plain PC)."""
 
     trainable = False
     decoder_evals = 0
 
-    def __init__(self, latent_dim: int):
+    def __init__(self, latent_dim: int, scale: float = 1.0):
         super().__init__()
         if latent_dim < 1:
             raise ValueError(f"latent_dim must be >= 1, got {latent_dim}")
+        if scale < 0:
+            raise ValueError(f"warmstart.scale must be >= 0, got {scale}")
         self.latent_dim = latent_dim
+        self.scale = scale
 
     def forward(self, x: Tensor) -> Proposal:
-        return Proposal(torch.randn(x.shape[0], self.latent_dim, device=x.device, dtype=x.dtype))
+        return Proposal(self.scale * torch.randn(x.shape[0], self.latent_dim, device=x.device, dtype=x.dtype))
 
 
 OBJECTIVES = ("forward_kl", "reverse_kl", "jeffreys")

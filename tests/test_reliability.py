@@ -111,7 +111,8 @@ def test_divergence_reset_leaves_diverged_chains_out_and_learns_from_the_rest(co
                                 "callbacks=model_checkpoint", "trainer.log_every_n_steps=1"))
     frac = read_metrics(tmp_path, "train/diverged_frac")
     assert len(frac) == 30 and any(0 < f < 1 for f in frac)
-    assert read_metrics(tmp_path, "train/updated") == [1.0] * 30 and len(read_metrics(tmp_path, "train/loss")) == 30
+    updated = read_metrics(tmp_path, "train/updated")  # a step whose chains all diverged learns nothing
+    assert updated == [float(f < 1) for f in frac] and sum(updated) >= 20
     assert metrics["train/diverged_total"] == pytest.approx(64 * sum(frac))
     ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert all(torch.isfinite(t).all() for t in ckpt["state_dict"].values()) and ckpt["diverged_total"] > 0

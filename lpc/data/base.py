@@ -18,6 +18,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms.functional import pil_to_tensor
 
+from lpc.data.sampling import EpochSampler
 from lpc.errors import ConfigError
 
 BINARIZE = ("none", "dynamic", "fixed")
@@ -93,6 +94,12 @@ class ImageDataModule(L.LightningDataModule):
         binarize: ``none``, ``dynamic`` or ``fixed`` (see ``binarize``); needs pixel_range [0, 1].
         pixel_range: (low, high) the pixels are mapped to, e.g. [0, 1] or [-1, 1].
         drop_last: drop the last incomplete training batch (static shapes for the inner loop).
+        seed: the training order of epoch e is a permutation under ``seed + e`` (``EpochSampler``);
+            ``None``: ``torch.initial_seed()``, i.e. the run's ``seed``.
+
+    Under DDP each rank reads its shard of that order (``EpochSampler``), so Lightning's own
+    distributed sampler is off (``trainer.use_distributed_sampler=false``). The read position is
+    kept in checkpoints, so a run resumed mid-epoch reads on from where it stopped.
     """
 
     name = "images"
@@ -107,6 +114,7 @@ class ImageDataModule(L.LightningDataModule):
         binarize: str = "none",
         pixel_range: Sequence[float] = (0.0, 1.0),
         drop_last: bool = True,
+        seed: int | None = None,
     ):
         super().__init__()
         if binarize not in BINARIZE:
@@ -125,8 +133,15 @@ class ImageDataModule(L.LightningDataModule):
         self.binarize = binarize
         self.pixel_range = (float(pixel_range[0]), float(pixel_range[1]))
         self.drop_last = drop_last
+        self.seed = int(seed if seed is not None else torch.initial_seed() % 2**31)
+        self._resume: tuple[int, int] | None = None  # (epoch, batches read), from a checkpoint
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
+
+    @property
+    def dataset_id(self) -> str:
+        """The dataset's name, as feature-network cards record it."""
+        return self.name
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -148,14 +163,35 @@ class ImageDataModule(L.LightningDataModule):
                 )
 
     def _loader(self, dataset: Dataset | None, train: bool) -> DataLoader:
+        trainer = self.trainer
+        replicas, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        sampler = EpochSampler(len(dataset), shuffle=train, seed=self.seed, num_replicas=replicas, rank=rank)
+        if train and self._resume is not None:
+            epoch, batches_read = self._resume
+            sampler.resume_at(epoch, batches_read * self.batch_size)
+            self._resume = None
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
-            shuffle=train,
+            sampler=sampler,
             drop_last=train and self.drop_last,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
+
+    def state_dict(self) -> dict:
+        """Where the training order stands (saved in checkpoints): the seed, the epoch and the
+        batches of it read so far."""
+        trainer = self.trainer
+        if trainer is None:
+            return {"seed": self.seed}
+        read = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return {"seed": self.seed, "epoch": trainer.current_epoch, "batches_read": read}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.seed = state.get("seed", self.seed)
+        if "epoch" in state:
+            self._resume = (state["epoch"], state["batches_read"])
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, train=True)

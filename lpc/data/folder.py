@@ -147,6 +147,11 @@ class FolderDataModule(ImageDataModule):
     def classes(self) -> list[str]:
         return self._splits.classes if self._splits else []
 
+    @property
+    def dataset_id(self) -> str:
+        """The folder's or zip's name without its suffix, e.g. ``cifar10_jpeg``."""
+        return self.root.name.split(".")[0]
+
     def load_split(self, split: str) -> Dataset:
         if self._splits is None:
             self._splits = ImageFolderSplits(self.root)

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 
 import lightning as L
 from lightning.pytorch.core.optimizer import LightningOptimizer
+from lightning.pytorch.loggers import WandbLogger
 import torch
 from torch import Tensor, nn
 
+from lpc.distributed import average_gradients
 from lpc.energy import Energy
 from lpc.errors import DivergenceError
 from lpc.likelihoods import Likelihood
@@ -42,9 +44,14 @@ class Stopwatch:
 class GenerativeModule(L.LightningModule):
     """Base LightningModule: p(z) = N(0, I), p(x | z) = likelihood(decoder(z)).
 
-    Subclasses implement ``training_step``/``validation_step`` and ``reconstruct``; all log the
+    Subclasses implement ``update`` (one training step), ``validation_step`` and ``reconstruct``; all log the
     shared metric names (``train/loss``, ``train/energy``, ``train/recon_mse``, ``train/elbo``,
     ``val/...``, ``cost/...``) so that dashboards compare methods directly.
+
+    Randomness: training steps draw from the module's own stream (``training_randomness``), kept
+    in checkpoints, and each validation from a stream seeded by the step; so a resumed run draws
+    what an uninterrupted one would, whatever callbacks or validation draw in between. Under DDP,
+    gradients are averaged over ranks explicitly after every backward (``step_optimizer``).
     """
 
     def __init__(self, decoder: nn.Module, likelihood: Likelihood, optimizer: OptimizerFactory):
@@ -53,9 +60,45 @@ class GenerativeModule(L.LightningModule):
         self.optimizer_factory = optimizer
         self.automatic_optimization = False
         self.validated_at = -1  # global_step of the last validation
+        self.train_rng: dict[str, Tensor | None] | None = None  # the training stream's state
+        self._validation_rng = ExitStack()
+
+    def rng_devices(self) -> list[torch.device]:
+        return [self.device] if self.device.type == "cuda" else []
+
+    @contextmanager
+    def training_randomness(self) -> Iterator[None]:
+        """Run a training step on the module's own random stream: it starts from the run's seed
+        (plus the rank) and continues from where the previous step left it, also across a resume."""
+        with torch.random.fork_rng(devices=self.rng_devices()):
+            if self.train_rng is None:
+                torch.manual_seed(torch.initial_seed() + self.global_rank)
+            else:
+                torch.set_rng_state(self.train_rng["cpu"])
+                if self.device.type == "cuda" and self.train_rng["cuda"] is not None:
+                    torch.cuda.set_rng_state(self.train_rng["cuda"], self.device)
+            yield
+            cuda = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
+            self.train_rng = {"cpu": torch.get_rng_state(), "cuda": cuda}
+
+    def on_validation_epoch_start(self) -> None:
+        """Validation draws from a stream seeded by (seed, step, rank): the same numbers for every
+        method and run at a given step."""
+        self._validation_rng.enter_context(torch.random.fork_rng(devices=self.rng_devices()))
+        torch.manual_seed(torch.initial_seed() + 1_000_003 * (self.global_step + 1) + self.global_rank)
 
     def on_validation_epoch_end(self) -> None:
+        self._validation_rng.close()
         self.validated_at = self.global_step
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["train_rng"] = self.train_rng
+        for logger in self.trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                checkpoint["wandb_run_id"] = logger.version  # a resumed run logs to the same W&B run
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.train_rng = checkpoint.get("train_rng")
 
     @property
     def decoder(self) -> nn.Module:
@@ -78,6 +121,14 @@ class GenerativeModule(L.LightningModule):
         z = torch.randn(n, self.latent_dim, device=self.device)
         return self.likelihood.mean(self.decoder(z))
 
+    def training_step(self, batch: Tensor | tuple, batch_idx: int) -> Tensor | None:
+        with self.training_randomness():
+            return self.update(self.batch_images(batch))
+
+    def update(self, x: Tensor) -> Tensor | None:
+        """One outer step on the images x (B, C, H, W): step the optimizers, log; returns the loss."""
+        raise NotImplementedError
+
     def reconstruct(self, x: Tensor) -> Tensor:
         """Image-space mean E[x | z] at the method's inferred z for x."""
         raise NotImplementedError
@@ -97,14 +148,33 @@ class GenerativeModule(L.LightningModule):
         step per batch for every method: an auxiliary optimizer (the warm-start encoder's) steps
         with ``counts_as_step=False``, straight through the strategy, which Lightning does not count
         (otherwise each optimizer would advance global_step; Lightning issue #17958).
+
+        Under DDP the backward runs without DDP's own gradient hooks and the gradients are then
+        averaged over ranks here: a step may take several backward passes (decoder, then encoder)
+        and a rank whose chains all diverged still takes part with zero gradients. Every rank must
+        call this for the same optimizers in the same order.
         """
         optimizer.zero_grad()
-        self.manual_backward(loss)
+        distributed = self.trainer.world_size > 1
+        with self.trainer.strategy.block_backward_sync() if distributed else nullcontext():
+            self.manual_backward(loss)
+        if distributed:
+            loss = average_gradients(optimizer.param_groups, loss)
         self.check_finite(loss, optimizer, hint)
         if counts_as_step:
             optimizer.step()
         else:
             self.trainer.strategy.optimizer_step(optimizer.optimizer, closure=lambda: None, model=self)
+
+    def skip_update(self, optimizers: list[LightningOptimizer]) -> None:
+        """A step with nothing to learn from (every chain diverged): nothing is applied and the step
+        still counts; under DDP this rank adds zero gradients to the others' average instead."""
+        if self.trainer.world_size == 1:
+            optimizers[0].zero_grad()
+            optimizers[0].step()
+            return
+        for i, optimizer in enumerate(optimizers):
+            self.step_optimizer(optimizer, torch.zeros((), device=self.device, requires_grad=True), counts_as_step=i == 0)
 
     def check_finite(self, loss: Tensor, optimizer: LightningOptimizer, hint: str) -> None:
         """Stop before a non-finite loss or gradient reaches the weights (the last checkpoint, written
@@ -122,7 +192,8 @@ class GenerativeModule(L.LightningModule):
         sigma = getattr(self.likelihood, "sigma", None)
         if sigma is not None:
             metrics = {**metrics, "sigma": sigma.detach()}
-        self.log_dict({f"{stage}/{k}": v for k, v in metrics.items()}, batch_size=batch_size)
+        # validation metrics are averaged over ranks (equal shards: EpochSampler), training ones are rank 0's
+        self.log_dict({f"{stage}/{k}": v for k, v in metrics.items()}, batch_size=batch_size, sync_dist=stage != "train")
 
     def log_cost(self, decoder_evals: int, encoder_evals: int, inner_loop_ms: float, step_ms: float) -> None:
         """The cost of one update, under the names every method shares."""

@@ -151,8 +151,7 @@ class LangevinPC(GenerativeModule):
         keep = ~chain.diverged
         return x[keep], proposal.subset(keep), chain.subset(keep), num
 
-    def training_step(self, batch: Tensor | tuple, batch_idx: int) -> Tensor | None:
-        x = self.batch_images(batch)
+    def update(self, x: Tensor) -> Tensor | None:
         optimizers = self.optimizers()
         decoder_opt, encoder_opt = (optimizers, None) if not self.warmstart.trainable else optimizers
         step_clock, inner_clock = Stopwatch(x.device), Stopwatch(x.device)
@@ -169,8 +168,7 @@ class LangevinPC(GenerativeModule):
                 "train/updated": float(len(x) > 0),
             })
             if len(x) == 0:  # every chain diverged: nothing to learn from; the step still counts
-                decoder_opt.zero_grad()
-                decoder_opt.step()
+                self.skip_update([decoder_opt] if encoder_opt is None else [decoder_opt, encoder_opt])
                 return None
             learn_from = self.learning_samples(chain)
             energies, out_last = self.sample_energies(x, learn_from, fit_scale=True)
@@ -199,7 +197,7 @@ class LangevinPC(GenerativeModule):
         proposal = self.warmstart(x)
         chain = self.infer(x, proposal.z0)
         keep = ~chain.diverged
-        self.log("val/diverged_frac", chain.diverged.float().mean(), batch_size=len(x))
+        self.log("val/diverged_frac", chain.diverged.float().mean(), batch_size=len(x), sync_dist=True)
         if keep.any():
             x, chain = x[keep], chain.subset(keep)
             with torch.no_grad():
@@ -208,10 +206,12 @@ class LangevinPC(GenerativeModule):
             self.log_metrics("val", metrics, x.shape[0])
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
         checkpoint["sampler_step_size"] = self.sampler.step_size  # changed by on_divergence=backoff
         checkpoint["diverged_total"] = self.diverged_total
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
         restore_step_size(self.sampler, checkpoint)
         self.diverged_total = checkpoint.get("diverged_total", 0)
 

@@ -46,8 +46,7 @@ class VAE(GenerativeModule):
             "recon_mse": (self.likelihood.mean(out) - x).square().flatten(1).mean(1),
         }
 
-    def training_step(self, batch: Tensor | tuple, batch_idx: int) -> Tensor:
-        x = self.batch_images(batch)
+    def update(self, x: Tensor) -> Tensor:
         clock = Stopwatch(x.device)
         with clock():
             terms = self.elbo_terms(x, fit_scale=True)
