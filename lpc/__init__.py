@@ -7,7 +7,3 @@ Layers (imports point downwards only):
 """
 
 __version__ = "0.1.0"
-
-from lpc.resolvers import register as _register_resolvers  # noqa: E402
-
-_register_resolvers()

@@ -10,8 +10,6 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from lpc.resolvers import in_multirun
-
 log = logging.getLogger("lpc")
 
 
@@ -61,6 +59,8 @@ def exit_on_user_error(main: Callable[..., Any]) -> Callable[..., Any]:
             return main(*args, **kwargs)
         except LpcError as err:
             log.error("%s: %s", type(err).__name__, one_line(err))
+            from lpc.resolvers import in_multirun  # Hydra only where entry points use it
+
             if in_multirun():
                 if isinstance(err, DivergenceError):
                     return float("nan")

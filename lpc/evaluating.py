@@ -12,6 +12,7 @@ import yaml
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+import lpc.resolvers  # noqa: F401 - the configs' ${lpc.*:} resolvers
 from lpc.build import build, instantiate_checked, instantiate_dict
 from lpc.callbacks.images import write_grids
 from lpc.checkpoints import check_state_dict, read_checkpoint
@@ -52,7 +53,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict[str, Any]:
     device = torch.device("cuda" if torch.cuda.is_available() and cfg.get("device", "auto") != "cpu" else "cpu")
     model.to(device)
     evaluator: Evaluator = instantiate_checked(run.eval, "eval")
-    result = evaluator.evaluate(model, datamodule.val_set, datamodule.pixel_range)
+    result = evaluator.evaluate(model, datamodule.val_set, datamodule.pixel_range, datamodule.dataset_id)
     step = int(ckpt.get("global_step", 0))
     out_dir = Path(cfg.paths.output_dir)
     loggers = instantiate_dict(run.get("logger"), "logger")

@@ -16,8 +16,10 @@ from torch.utils.data import Dataset
 
 from lpc.methods.base import GenerativeModule
 from lpc.metrics.elbo import bits_per_dim, importance_log_weights, iwae_bound
-from lpc.metrics.features import FeaturesUnavailableError, InceptionFeatures
+from lpc.errors import ConfigError
+from lpc.metrics.features import ClassifierFeatures, FeaturesUnavailableError, InceptionFeatures
 from lpc.metrics.frechet import frechet_distance
+from lpc.metrics.kid import kernel_distance
 from lpc.metrics.prdc import prdc
 
 log = logging.getLogger(__name__)
@@ -25,25 +27,41 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class SampleQuality:
-    """Frechet distance and PRDC of ``num_samples`` prior samples (decoder means) against up to
-    ``num_samples`` test images, in the space of ``features``: ``inception`` (Inception-v3, the
-    network of standard FID, with ``weights_path``/``download`` as in
-    ``lpc.metrics.features.InceptionFeatures``) or any factory () -> feature network."""
+    """Frechet distance, kernel distance (KID) and PRDC of ``num_samples`` prior samples (decoder
+    means) against up to ``num_samples`` test images, in the space of each of ``features`` (one or a
+    list; the same samples for all):
 
-    features: str | Callable[[], nn.Module] = "inception"
+    - ``inception``: Inception-v3, the network of standard FID (``weights_path``/``download`` as in
+      ``lpc.metrics.features.InceptionFeatures``); metrics ``fid``, ``kid``, ``precision``, ...
+    - ``classifier``: an in-domain classifier (``classifier_path``, default the shipped one that
+      fits the data; ``lpc.metrics.features.ClassifierFeatures``); metrics ``fd_<name>``,
+      ``kid_<name>``, ``precision_<name>``, ... after the network's card name;
+    - or any factory () -> feature network (named by its ``name`` attribute).
+    """
+
+    features: str | Callable[[], nn.Module] | Sequence[str | Callable[[], nn.Module]] = "inception"
     num_samples: int = 10000
     batch_size: int = 250
     prdc_k: int = 5
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000
     weights_path: str | None = None
     download: bool = True
+    classifier_path: str | None = None
     enabled: bool = True
 
-    def build_features(self) -> nn.Module:
-        if callable(self.features):
-            return self.features()
-        if self.features == "inception":
+    def build_features(self, space: str | Callable[[], nn.Module], dataset: str, image_shape: tuple[int, ...]) -> nn.Module:
+        if callable(space):
+            return space()
+        if space == "inception":
             return InceptionFeatures(self.weights_path, self.download)
-        raise ValueError(f"eval.fid.features must be 'inception' or a feature-network factory, got {self.features!r}")
+        if space == "classifier":
+            return ClassifierFeatures(self.classifier_path, dataset, image_shape)
+        raise ConfigError(f"eval.features must be inception and/or classifier, got {self.features!r}")
+
+    @property
+    def spaces(self) -> list[str | Callable[[], nn.Module]]:
+        return [self.features] if isinstance(self.features, str) or callable(self.features) else list(self.features)
 
 
 @dataclass
@@ -70,45 +88,82 @@ def to_unit(images: Tensor, pixel_range: tuple[float, float]) -> Tensor:
 
 
 class Evaluator:
-    """Evaluates a model on a test set. The feature network is built on first use; if it cannot be
-    (e.g. no Inception weights offline) the sample-quality metrics are reported missing, with the
-    reason, once, and every other metric goes on."""
+    """Evaluates a model on a test set. Each feature network is built on first use (or by
+    ``prepare``); one that cannot be (no Inception weights offline, no classifier for the data)
+    is reported missing, with the reason, once, and every other metric goes on. A classifier made
+    for other data is refused (``ConfigError``). ``features`` (``eval.features``: ``inception``,
+    ``classifier`` or both) sets ``fid.features`` when given."""
 
-    def __init__(self, fid: SampleQuality, likelihood: LikelihoodBounds, seed: int = 0):
+    def __init__(
+        self, fid: SampleQuality, likelihood: LikelihoodBounds, seed: int = 0,
+        features: str | Sequence[str] | None = None,
+    ):
+        if features is not None:
+            fid.features = features if isinstance(features, str) else list(features)
         self.fid = fid
         self.likelihood = likelihood
         self.seed = seed
-        self._features: nn.Module | None = None
-        self._features_error: str | None = None
-        self._real: Tensor | None = None  # test-set features, computed once
+        self._features: dict[int, nn.Module] = {}  # by position in fid.spaces
+        self._features_error: dict[int, str] = {}
+        self._real: dict[int, Tensor] = {}  # test-set features, computed once per space
 
-    def feature_network(self, device: torch.device) -> nn.Module:
-        if self._features is None and self._features_error is None:
+    def prepare(self, dataset: str, image_shape: tuple[int, ...]) -> None:
+        """Build the feature networks for this data now, so that a classifier made for other data
+        fails before training (missing ones are only reported, as on first use)."""
+        if self.fid.enabled:
+            for i in range(len(self.fid.spaces)):
+                try:
+                    self.feature_network(i, torch.device("cpu"), dataset, image_shape)
+                except FeaturesUnavailableError:
+                    pass
+
+    def feature_network(self, i: int, device: torch.device, dataset: str = "", image_shape: tuple[int, ...] = ()) -> nn.Module:
+        """The network of feature space ``fid.spaces[i]``."""
+        if i not in self._features and i not in self._features_error:
             try:
-                self._features = self.fid.build_features().eval()
+                self._features[i] = self.fid.build_features(self.fid.spaces[i], dataset, tuple(image_shape)).eval()
             except FeaturesUnavailableError as err:
-                self._features_error = str(err)
+                self._features_error[i] = str(err)
                 log.warning("%s", err)
-        if self._features is None:
-            raise FeaturesUnavailableError(self._features_error)
-        return self._features.to(device)
+        if i not in self._features:
+            raise FeaturesUnavailableError(self._features_error[i])
+        return self._features[i].to(device)
 
     @torch.no_grad()
     def extract(self, net: nn.Module, batches: Sequence[Tensor], pixel_range: tuple[float, float]) -> Tensor:
         return torch.cat([net(to_unit(b, pixel_range)).flatten(1).double() for b in batches])
 
-    def sample_quality(self, model: GenerativeModule, test_set: Dataset, pixel_range: tuple[float, float]) -> dict[str, float]:
-        net = self.feature_network(model.device)
+    def sample_quality(
+        self, model: GenerativeModule, test_set: Dataset, pixel_range: tuple[float, float], dataset: str = ""
+    ) -> tuple[dict[str, float], dict[str, str]]:
+        """The metrics of every feature space that is available, and why the others are missing
+        (keyed ``fid`` for Inception, ``fd_<space>`` otherwise)."""
+        shape = tuple(test_set[0][0].shape)
+        nets: dict[int, nn.Module] = {}
+        errors: dict[str, str] = {}
+        for i, space in enumerate(self.fid.spaces):
+            try:
+                nets[i] = self.feature_network(i, model.device, dataset, shape)
+            except FeaturesUnavailableError as err:
+                errors["fid" if space == "inception" else f"fd_{getattr(space, '__name__', space)}"] = str(err)
+        if not nets:
+            return {}, errors
         n, bs = self.fid.num_samples, self.fid.batch_size
-        if self._real is None:
-            real_images = [stack_images(test_set, i, min(i + bs, n)) for i in range(0, min(n, len(test_set)), bs)]
-            self._real = self.extract(net, [b.to(model.device) for b in real_images], pixel_range)
-        fake = self.extract(net, [model.generate(min(bs, n - i)) for i in range(0, n, bs)], pixel_range)
-        name = getattr(net, "name", "features")
-        suffix = "" if name == "inception" else f"_{name}"
-        metrics = {("fid" if name == "inception" else f"fd_{name}"): frechet_distance(self._real, fake)}
-        metrics.update({f"{k}{suffix}": v for k, v in prdc(self._real, fake, self.fid.prdc_k).items()})
-        return metrics
+        samples = [model.generate(min(bs, n - i)) for i in range(0, n, bs)]  # the same samples in every space
+        metrics: dict[str, float] = {}
+        for i, net in nets.items():
+            if i not in self._real:
+                stop = min(n, len(test_set))
+                real_images = [stack_images(test_set, j, min(j + bs, stop)).to(model.device) for j in range(0, stop, bs)]
+                self._real[i] = self.extract(net, real_images, pixel_range)
+            real, fake = self._real[i], self.extract(net, samples, pixel_range)
+            name = getattr(net, "name", "features")
+            suffix = "" if name == "inception" else f"_{name}"
+            metrics["fid" if name == "inception" else f"fd_{name}"] = frechet_distance(real, fake)
+            kid, kid_std = kernel_distance(real, fake, self.fid.kid_subsets, self.fid.kid_subset_size)
+            metrics.update({f"kid{suffix}": kid, f"kid{suffix}_std": kid_std})
+            metrics.update({f"{k}{suffix}": v for k, v in prdc(real, fake, self.fid.prdc_k).items()})
+        return metrics, errors
 
     def likelihood_bounds(self, model: GenerativeModule, test_set: Dataset, pixel_range: tuple[float, float]) -> dict[str, float]:
         settings = self.likelihood
@@ -132,8 +187,11 @@ class Evaluator:
             metrics[f"bpd_{name}"] = bits_per_dim(best, num_dims, bin_width).mean().item()
         return metrics
 
-    def evaluate(self, model: GenerativeModule, test_set: Dataset, pixel_range: tuple[float, float]) -> EvalResult:
-        """All metrics, named without a prefix; the RNG state outside is left untouched."""
+    def evaluate(
+        self, model: GenerativeModule, test_set: Dataset, pixel_range: tuple[float, float], dataset: str = ""
+    ) -> EvalResult:
+        """All metrics, named without a prefix; the RNG state outside is left untouched. ``dataset``
+        names the data (``ImageDataModule.dataset_id``) for a classifier's card check."""
         result = EvalResult()
         was_training = model.training
         model.eval()
@@ -149,10 +207,9 @@ class Evaluator:
                         "than 2 samples (lower model.sampler.thin or burn_in)"
                     )
             if self.fid.enabled:
-                try:
-                    result.metrics.update(self.sample_quality(model, test_set, pixel_range))
-                except FeaturesUnavailableError as err:
-                    result.errors["fid"] = str(err)
+                metrics, errors = self.sample_quality(model, test_set, pixel_range, dataset)
+                result.metrics.update(metrics)
+                result.errors.update(errors)
         model.train(was_training)
         return result
 

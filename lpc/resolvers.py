@@ -1,4 +1,5 @@
-"""OmegaConf resolvers the configs use (registered on ``import lpc``).
+"""OmegaConf resolvers the configs use (registered when this module is imported, as
+``lpc.training`` and ``lpc.evaluating`` do).
 
 ``${lpc.sweep_group:PREFIX}``  in a multirun, ``PREFIX_<sweep folder>`` (e.g. ``train_2026-11-29_10-00-00``),
                                the same for every job of the sweep; otherwise ``""`` (no group).
@@ -34,3 +35,6 @@ def register() -> None:
     for name, resolver in (("lpc.sweep_group", sweep_group), ("lpc.job_name", job_name)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, resolver)
+
+
+register()

@@ -14,6 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+import lpc.resolvers  # noqa: F401 - the configs' ${lpc.*:} resolvers
 from lpc.build import build, instantiate_checked, instantiate_dict
 from lpc.checkpoints import check_resumable
 from lpc.errors import ConfigError

@@ -15,6 +15,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+import lpc.resolvers  # noqa: F401 - the configs' ${lpc.*:} resolvers
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_CIFAR = ROOT.parent / "shared" / "data" / "cifar10" / "cifar10_jpeg.zip"
 os.environ.setdefault("LPC_ROOT", str(ROOT))

@@ -57,6 +57,16 @@ class StubModel(nn.Module):
         return out
 
 
+def numpy_kid(x: np.ndarray, y: np.ndarray) -> float:
+    """Unbiased MMD^2 with k(a, b) = (a.b / d + 1)^3 (Binkowski et al. 2018), straight from the formula."""
+    d = x.shape[1]
+    k = lambda a, b: (a @ b.T / d + 1) ** 3  # noqa: E731
+    kxx, kyy, kxy = k(x, x), k(y, y), k(x, y)
+    m, n = len(x), len(y)
+    return ((kxx.sum() - np.trace(kxx)) / (m * (m - 1)) + (kyy.sum() - np.trace(kyy)) / (n * (n - 1))
+            - 2 * kxy.mean())
+
+
 def test_sample_quality_pipeline_equals_a_direct_computation():
     g = torch.Generator().manual_seed(0)
     real = torch.rand(300, 1, 8, 8, generator=g) * 2 - 1  # data in [-1, 1]
@@ -69,8 +79,12 @@ def test_sample_quality_pipeline_equals_a_direct_computation():
     with torch.no_grad():
         f_real = net((real[:200] + 1) / 2).double()
         f_fake = net((fake + 1) / 2).double()
-    assert set(result.metrics) == {"fd_small", "precision_small", "recall_small", "density_small", "coverage_small"}
+    assert set(result.metrics) == {"fd_small", "kid_small", "kid_small_std", "precision_small", "recall_small",
+                                   "density_small", "coverage_small"}
     assert result.metrics["fd_small"] == pytest.approx(scipy_frechet(f_real.numpy(), f_fake.numpy()), rel=1e-5)
+    # subsets of all 200 from each side: every subset is the whole set, so KID is the plain unbiased MMD^2
+    assert result.metrics["kid_small"] == pytest.approx(numpy_kid(f_real.numpy(), f_fake.numpy()), rel=1e-6)
+    assert result.metrics["kid_small_std"] == pytest.approx(0.0, abs=1e-9)
     want = prdc(f_real, f_fake, k=3)
     assert {k: result.metrics[f"{k}_small"] for k in want} == pytest.approx(want)
     assert not result.errors

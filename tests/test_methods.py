@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from conftest import SHARED_CIFAR, read_metrics, run_train
 from lpc.likelihoods import GaussianLikelihood
-from lpc.methods import VAE
+from lpc.methods import IWAE, VAE
 from lpc.training import train
 from test_train import FAST
 
@@ -30,6 +30,7 @@ METHODS = {
     "warmstart=jeffreys precond=adam": (T + S + 1, 1, {"train/forward_kl", "train/reverse_kl"}),
     "model=pc": (T + 1, 0, {"train/energy_init", "train/precond_scale"}),
     "model=vae": (1, 1, {"train/elbo", "train/kl", "train/log_likelihood", "val/elbo"}),
+    "model=iwae": (5, 1, {"train/iwae", "train/elbo", "train/kl", "val/iwae"}),
 }
 
 
@@ -76,7 +77,29 @@ def test_vae_elbo_matches_a_hand_computation():
     assert got["elbo"].item() == pytest.approx(log_lik - kl, abs=1e-6)
 
 
-@pytest.mark.parametrize("overrides", [["model=vae"], ["warmstart=jeffreys", "precond=none", "step_size=0.02"]])
+def linear_iwae(k: int) -> IWAE:
+    return IWAE(FixedEncoder(), TwoPixelDecoder(), GaussianLikelihood(sigma=1.0, squash="none"), torch.optim.Adam, k)
+
+
+def test_iwae_with_one_sample_is_the_vae_elbo_and_its_bound_rises_with_k():
+    """On x = (1, 0) with decoder (2z + 0.1, -z + 0.2), unit noise and a fixed q: E[IWAE_1] is the
+    VAE's ELBO (its closed-form KL), and E[IWAE_K] rises with K towards log p(x), exact here."""
+    x = torch.tensor([[[[1.0, 0.0]]]]).expand(20000, 1, 1, 2)
+    torch.manual_seed(0)
+    vae = VAE(FixedEncoder(), TwoPixelDecoder(), GaussianLikelihood(sigma=1.0, squash="none"), torch.optim.Adam)
+    elbo = vae.elbo_terms(x)["elbo"]
+    bounds = {k: linear_iwae(k).elbo_terms(x)["iwae"] for k in (1, 5, 25)}
+    assert bounds[1].mean().item() == pytest.approx(elbo.mean().item(), abs=4 * bounds[1].std().item() / 20000**0.5)
+    # p(x) = N(x; (0.1, 0.2), I + w w^T) with w = (2, -1): log p(x) in closed form
+    w, mu = torch.tensor([2.0, -1.0]), torch.tensor([0.1, 0.2])
+    cov = torch.eye(2) + torch.outer(w, w)
+    log_px = torch.distributions.MultivariateNormal(mu, cov).log_prob(torch.tensor([1.0, 0.0])).item()
+    means = [bounds[k].mean().item() for k in (1, 5, 25)]
+    assert means[0] < means[1] < means[2] < log_px + 1e-3, (means, log_px)
+    assert log_px - means[2] < 0.25 * (log_px - means[0])  # most of the gap closed by K = 25
+
+
+@pytest.mark.parametrize("overrides", [["model=vae"], ["model=iwae"], ["warmstart=jeffreys", "precond=none", "step_size=0.02"]])
 def test_train_py_runs_vae_and_warm_started_lpc(tmp_path, overrides):
     run_train(tmp_path, *overrides, *FAST, "callbacks.image_grids.every_n_steps=15")
     assert read_metrics(tmp_path, "val/recon_mse")

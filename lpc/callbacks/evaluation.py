@@ -33,6 +33,11 @@ class PeriodicEvaluation(L.Callback):
         self.at_end = at_end
         self.last_step = -1
 
+    def setup(self, trainer: L.Trainer, pl_module: GenerativeModule, stage: str) -> None:
+        dm = trainer.datamodule
+        if trainer.is_global_zero and dm is not None:
+            self.evaluator.prepare(dm.dataset_id, dm.image_shape)  # a misfit feature network fails before training
+
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: GenerativeModule, outputs, batch, batch_idx: int) -> None:
         if self.every_n_steps > 0 and trainer.global_step % self.every_n_steps == 0:
             self.run(trainer, pl_module)
@@ -51,7 +56,7 @@ class PeriodicEvaluation(L.Callback):
             return None
         self.last_step = step
         dm = trainer.datamodule
-        result = self.evaluator.evaluate(pl_module, dm.val_set, dm.pixel_range)
+        result = self.evaluator.evaluate(pl_module, dm.val_set, dm.pixel_range, dm.dataset_id)
         metrics = {f"eval/{k}": v for k, v in result.metrics.items()}
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=step)

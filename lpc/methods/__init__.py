@@ -2,6 +2,6 @@
 
 from lpc.methods.base import GenerativeModule
 from lpc.methods.lpc import LangevinPC
-from lpc.methods.vae import VAE
+from lpc.methods.vae import IWAE, VAE
 
-__all__ = ["GenerativeModule", "LangevinPC", "VAE"]
+__all__ = ["GenerativeModule", "IWAE", "LangevinPC", "VAE"]

@@ -21,6 +21,11 @@ from lpc.likelihoods import Likelihood
 OptimizerFactory = Callable[..., torch.optim.Optimizer]  # params -> optimizer (a Hydra _partial_)
 
 
+def repeat_batch(x: Tensor, times: int) -> Tensor:
+    """(B, ...) -> (times * B, ...), the batch tiled ``times`` times (matches samples.reshape(S * B, D))."""
+    return x.expand(times, *x.shape).reshape(times * x.shape[0], *x.shape[1:])
+
+
 class Stopwatch:
     """Wall-clock milliseconds of a block; synchronises CUDA first so queued kernels count."""
 

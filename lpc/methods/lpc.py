@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from lpc.gaussian import fit_diagonal_gaussian
 from lpc.likelihoods import Likelihood
-from lpc.methods.base import GenerativeModule, OptimizerFactory, Stopwatch
+from lpc.methods.base import GenerativeModule, OptimizerFactory, Stopwatch, repeat_batch
 from lpc.metrics.elbo import chain_gaussian_elbo
 from lpc.samplers.langevin import ChainResult, LangevinSampler
 from lpc.errors import DivergenceError
@@ -31,11 +31,6 @@ def restore_step_size(sampler: LangevinSampler, checkpoint: dict) -> None:
         log.warning("continuing with the checkpoint's step_size=%g (reduced by on_divergence=backoff), not %g",
                     saved, sampler.step_size)
     sampler.step_size = saved
-
-
-def repeat_batch(x: Tensor, times: int) -> Tensor:
-    """(B, ...) -> (times * B, ...), the batch tiled ``times`` times (matches samples.reshape(S * B, D))."""
-    return x.expand(times, *x.shape).reshape(times * x.shape[0], *x.shape[1:])
 
 
 class LangevinPC(GenerativeModule):

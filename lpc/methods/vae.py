@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
-from lpc.gaussian import kl_to_standard_normal, reparameterise
+from lpc.gaussian import diagonal_normal_log_prob, kl_to_standard_normal, reparameterise, standard_normal_log_prob
 from lpc.likelihoods import Likelihood
-from lpc.methods.base import GenerativeModule, OptimizerFactory, Stopwatch
+from lpc.methods.base import GenerativeModule, OptimizerFactory, Stopwatch, repeat_batch
 
 
 class VAE(GenerativeModule):
@@ -20,6 +22,9 @@ class VAE(GenerativeModule):
     and one step of a single optimizer on -mean_b ELBO over (theta, phi) jointly.
     Cost per update: 1 decoder and 1 encoder forward+backward.
     """
+
+    objective = "elbo"  # the term of ``elbo_terms`` that is maximised
+    num_samples = 1  # decoder evaluations per example and update
 
     def __init__(self, encoder: nn.Module, decoder: nn.Module, likelihood: Likelihood, optimizer: OptimizerFactory):
         super().__init__(decoder, likelihood, optimizer)
@@ -50,11 +55,11 @@ class VAE(GenerativeModule):
         clock = Stopwatch(x.device)
         with clock():
             terms = self.elbo_terms(x, fit_scale=True)
-            loss = -terms["elbo"].mean()
+            loss = -terms[self.objective].mean()
             self.step_optimizer(self.optimizers(), loss)
         self.log_metrics("train", {k: v.detach().mean() for k, v in terms.items()}, x.shape[0])
         self.log("train/loss", loss.detach(), prog_bar=True)
-        self.log_cost(decoder_evals=1, encoder_evals=1, inner_loop_ms=0.0, step_ms=clock.ms)
+        self.log_cost(decoder_evals=self.num_samples, encoder_evals=1, inner_loop_ms=0.0, step_ms=clock.ms)
         return loss
 
     def validation_step(self, batch: Tensor | tuple, batch_idx: int) -> None:
@@ -71,3 +76,44 @@ class VAE(GenerativeModule):
     def reconstruct(self, x: Tensor) -> Tensor:
         """The likelihood mean at the encoder's mean."""
         return self.likelihood.mean(self.decoder(self.encoder(x)[0]))
+
+
+class IWAE(VAE):
+    """Importance-weighted autoencoder (Burda et al. 2016): the VAE with the bound
+
+        IWAE_K = log (1/K) sum_k p(x, z_k) / q(z_k | x),   z_k = mean + sigma * eps_k  (K draws)
+
+    maximised instead of the ELBO (IWAE_1 is the ELBO, in expectation; E[IWAE_K] rises with K
+    towards log p(x)). Logged as ``iwae``; ``elbo`` is the K-sample ELBO estimate (1/K) sum_k log w_k.
+    Cost per update: K decoder forward+backward passes (one batched pass over K x B) and 1 encoder.
+    """
+
+    objective = "iwae"
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, likelihood: Likelihood, optimizer: OptimizerFactory,
+                 num_samples: int = 5):
+        super().__init__(encoder, decoder, likelihood, optimizer)
+        if num_samples < 1:
+            raise ValueError(f"model.num_samples (K) must be >= 1, got {num_samples}")
+        self.num_samples = num_samples
+
+    def elbo_terms(self, x: Tensor, fit_scale: bool = False) -> dict[str, Tensor]:
+        """IWAE_K, the ELBO estimate and its parts per example (B,), from K draws per example."""
+        mean, log_std = self.encoder(x)
+        k, batch = self.num_samples, x.shape[0]
+        z = mean + log_std.exp() * torch.randn(k, *mean.shape, device=x.device, dtype=mean.dtype)  # (K, B, D)
+        xs = repeat_batch(x, k)
+        out = self.decoder(z.reshape(k * batch, -1))
+        if fit_scale:
+            self.likelihood.fit_scale(xs, out.detach())
+        log_lik = self.likelihood.log_prob(xs, out).view(k, batch)
+        log_prior = standard_normal_log_prob(z)  # (K, B)
+        log_w = log_lik + log_prior - diagonal_normal_log_prob(z, mean, log_std)
+        return {
+            "iwae": torch.logsumexp(log_w, 0) - math.log(k),
+            "elbo": log_w.mean(0),
+            "log_likelihood": log_lik.mean(0),
+            "kl": (log_lik - log_w).mean(0),  # log q(z|x) - log p(z), averaged over the draws
+            "energy": -(log_lik + log_prior).mean(0),
+            "recon_mse": (self.likelihood.mean(out[:batch]) - x).square().flatten(1).mean(1),
+        }

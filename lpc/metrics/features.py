@@ -16,6 +16,9 @@ from typing import Iterator
 import torch
 from torch import Tensor, nn
 
+from lpc.errors import ConfigError
+from lpc.feature_net import SHIPPED_DIR, card_fits, load_feature_net, shipped_feature_net
+
 WEIGHTS_ENV = "LPC_INCEPTION_WEIGHTS"
 INCEPTION_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
 
@@ -80,3 +83,50 @@ class InceptionFeatures(nn.Module):
 
     def forward(self, images: Tensor) -> Tensor:
         return self.net(to_rgb_uint8(images))
+
+
+class ClassifierFeatures(nn.Module):
+    """The features of an in-domain classifier made by ``scripts/train_feature_net.py`` (its
+    penultimate layer), for data whose Inception weights are out of reach. Its ``name`` is the
+    card's, so metrics read ``fd_<name>``, ``kid_<name>``, ``precision_<name>``, ...
+
+    ``path``: the network's .pt file; ``None`` takes the shipped network whose card fits the data
+    (``lpc/assets/feature_nets/``), and ``FeaturesUnavailableError`` if none does. A network whose
+    card names other data (dataset or image shape) than ``dataset``/``image_shape`` is refused with
+    a ``ConfigError``.
+    """
+
+    def __init__(self, path: str | None, dataset: str, image_shape: tuple[int, ...]):
+        super().__init__()
+        shape = "x".join(map(str, image_shape))
+        if path is None:
+            path = shipped_feature_net(dataset, image_shape)
+            if path is None:
+                shipped = ", ".join(p.stem for p in sorted(SHIPPED_DIR.glob("*.pt"))) or "none"
+                raise FeaturesUnavailableError(
+                    f"classifier features skipped: no shipped feature network fits data {dataset} ({shape}); shipped: "
+                    f"{shipped}. Train one: python scripts/train_feature_net.py data=<this data> name=<name>, then pass "
+                    f"eval.fid.classifier_path=<its .pt>"
+                )
+        if not Path(path).is_file():
+            raise ConfigError(f"eval.fid.classifier_path={path}: no such file")
+        try:
+            self.net, self.card = load_feature_net(path)
+        except Exception as err:  # noqa: BLE001 - any unreadable file gets the same advice
+            raise ConfigError(
+                f"eval.fid.classifier_path={path} is not a feature network written by scripts/train_feature_net.py "
+                f"({type(err).__name__}: {err})"
+            ) from err
+        if not card_fits(self.card, dataset, image_shape):
+            trained_on = ", ".join([self.card["dataset"], *self.card.get("aliases", [])])
+            raise ConfigError(
+                f"eval.fid.classifier_path={path} was trained on {trained_on} "
+                f"({'x'.join(map(str, self.card['image_shape']))}), not on the evaluated data {dataset} ({shape}): its "
+                f"distances would not mean anything. Use the network made for this data (or train one with "
+                f"scripts/train_feature_net.py), or eval.features=inception"
+            )
+        self.name = self.card["name"]
+        self.path = str(path)
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.net.features(images)

@@ -22,7 +22,8 @@ class PrecomputedFeatures(nn.Module):
 def frechet_distance(real: Tensor, fake: Tensor) -> float:
     """||mu_r - mu_f||^2 + tr(S_r + S_f - 2 (S_r S_f)^(1/2)) between the Gaussians fitted to two
     feature sets (N, dim) and (M, dim) (unbiased covariances, float64), via torchmetrics."""
-    metric = FrechetInceptionDistance(feature=PrecomputedFeatures(real.shape[1])).to(real.device)
+    # sync_on_compute=False: the features are complete on this process (under DDP the evaluation runs on rank 0)
+    metric = FrechetInceptionDistance(feature=PrecomputedFeatures(real.shape[1]), sync_on_compute=False).to(real.device)
     metric.update(real.double(), real=True)
     metric.update(fake.double(), real=False)
     return float(metric.compute())
