@@ -7,12 +7,26 @@ import re
 
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from lpc.config_checks import validate_config
 from lpc.data.base import ImageDataModule
 from lpc.errors import ConfigError, LpcError
 from lpc.methods.base import GenerativeModule
+
+
+def source_key(root: DictConfig, key: str) -> str:
+    """The key a user sets for ``key``: ``model.sampler.thin`` is ``sampler.thin`` when
+    ``model.sampler`` is the interpolation ``${sampler}``."""
+    parts = key.split(".")
+    for i in range(1, len(parts) + 1):
+        parent = OmegaConf.select(root, ".".join(parts[: i - 1])) if i > 1 else root
+        if not isinstance(parent, DictConfig) or parts[i - 1] not in parent:
+            break
+        if OmegaConf.is_interpolation(parent, parts[i - 1]):
+            found = re.fullmatch(r"\$\{([\w.]+)\}", str(parent._get_node(parts[i - 1])._value()))
+            return source_key(root, ".".join([found.group(1), *parts[i:]])) if found else key
+    return key
 
 
 def instantiate_checked(node: DictConfig, path: str, **kwargs):
@@ -27,7 +41,8 @@ def instantiate_checked(node: DictConfig, path: str, **kwargs):
         if cause is None:
             raise  # not a refused value: a bug, with its traceback
         found = re.search(r"full_key: (\S+)", str(err))
-        raise ConfigError(f"{found.group(1) if found else path}: {cause}") from err
+        key = source_key(node._get_root(), found.group(1)) if found else path
+        raise ConfigError(f"{key}: {cause}") from err
 
 
 def instantiate_dict(cfg: DictConfig | None, path: str = "") -> list:
@@ -77,4 +92,5 @@ def build(cfg: DictConfig) -> tuple[ImageDataModule, GenerativeModule]:
     datamodule: ImageDataModule = instantiate_checked(cfg.data, "data")
     model: GenerativeModule = instantiate_checked(cfg.model, "model")
     check_compatible(model, datamodule)
+    datamodule.with_index = getattr(model, "needs_example_index", False)
     return datamodule, model

@@ -65,7 +65,7 @@ def check_state_dict(model: nn.Module, ckpt: dict[str, Any], path: str | os.Path
     theirs = ckpt["state_dict"]
     missing = sorted(set(own) - set(theirs))
     unexpected = sorted(set(theirs) - set(own))
-    mismatched = sorted(k for k in set(own) & set(theirs) if own[k].shape != theirs[k].shape)
+    mismatched = sorted(k for k in set(own) & set(theirs) if getattr(own[k], "shape", None) != getattr(theirs[k], "shape", None))
     if missing or unexpected or mismatched:
         details = "; ".join(
             f"{what}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"

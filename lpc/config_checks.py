@@ -5,6 +5,7 @@ the key, the bad value and what is allowed."""
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import inspect
 import types
@@ -60,6 +61,8 @@ def parameters(target: Any) -> tuple[dict[str, inspect.Parameter], dict[str, Any
         if not any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values()):
             open_ended = False
             break  # no **kwargs: the parents' arguments are not reachable
+    if dataclasses.is_dataclass(target):  # fields' hints resolve in the modules that declare them
+        hints = {**typing.get_type_hints(target), **hints}
     return params, hints, open_ended
 
 

@@ -27,3 +27,16 @@ def average_gradients(param_groups: list[dict], loss: Tensor) -> Tensor:
         p.grad.copy_(flat[offset : offset + p.numel()].view_as(p.grad))
         offset += p.numel()
     return flat[0]
+
+
+def gather_rows(*tensors: Tensor) -> tuple[Tensor, ...]:
+    """Concatenate each tensor's rows over the ranks (every rank passes the same shapes); as they
+    are outside a multi-process run."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return tensors
+    gathered = []
+    for t in tensors:
+        parts = [torch.empty_like(t) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, t.contiguous())
+        gathered.append(torch.cat(parts))
+    return tuple(gathered)

@@ -204,7 +204,7 @@ class Evaluator:
                 if not bounds:
                     result.errors["likelihood"] = (
                         "no proposal for likelihood bounds: the model has no encoder and its chain keeps fewer "
-                        "than 2 samples (lower model.sampler.thin or burn_in)"
+                        "than 2 samples (lower sampler.thin or burn_in)"
                     )
             if self.fid.enabled:
                 metrics, errors = self.sample_quality(model, test_set, pixel_range, dataset)

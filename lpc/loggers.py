@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections.abc import Sequence
 from urllib.parse import urlparse
 
-from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.loggers import Logger, WandbLogger
 
 log = logging.getLogger(__name__)
 DEFAULT_WANDB_URL = "https://api.wandb.ai"
@@ -53,3 +54,13 @@ def wandb_logger(
         project=project, save_dir=save_dir, offline=offline, name=name or None, group=group or None, entity=entity,
         tags=list(tags) if tags else None, job_type=job_type, notes=notes, id=id, resume=resume, log_model=log_model,
     )
+
+
+def log_line(loggers: Sequence[Logger], key: str, values: Sequence[float], x_name: str, y_name: str, step: int) -> None:
+    """A W&B line plot of ``values`` against 1..n under ``key`` (other loggers take scalars only)."""
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            import wandb
+
+            table = wandb.Table(data=[[i + 1, float(v)] for i, v in enumerate(values)], columns=[x_name, y_name])
+            logger.experiment.log({key: wandb.plot.line(table, x_name, y_name, title=key), "trainer/global_step": step})

@@ -2,6 +2,9 @@
 
 ``warmstart=none`` (``PriorInit``): z0 ~ p(z) = N(0, I), no encoder (encoder-free LPC).
 
+``warmstart=persistent`` (``PersistentInit``): encoder-free persistent chains: each training
+example's chain starts where its previous one ended (alternating back-propagation, Han et al. 2017).
+
 ``warmstart=forward_kl|reverse_kl|jeffreys`` (``AmortisedInit``): an encoder gives
 q_phi(z | x) = N(mean_phi(x), diag sigma_phi(x)^2) and z0 ~ q_phi (detached: the chain never
 back-propagates into the encoder). After the decoder's update on the same batch, the encoder takes
@@ -28,6 +31,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from lpc.distributed import gather_rows
 from lpc.energy import Energy
 from lpc.gaussian import diagonal_normal_log_prob, kl_to_standard_normal, reparameterise
 
@@ -86,8 +90,66 @@ class PriorInit(nn.Module):
         self.latent_dim = latent_dim
         self.scale = scale
 
-    def forward(self, x: Tensor) -> Proposal:
-        return Proposal(self.scale * torch.randn(x.shape[0], self.latent_dim, device=x.device, dtype=x.dtype))
+    def draw(self, rows: int, like: Tensor) -> Tensor:
+        """(rows, D) fresh starts scale * eps."""
+        return self.scale * torch.randn(rows, self.latent_dim, device=like.device, dtype=like.dtype)
+
+    def forward(self, x: Tensor, index: Tensor | None = None) -> Proposal:
+        return Proposal(self.draw(x.shape[0], x))
+
+    def chain_starts(self, proposal: Proposal, chains: int) -> Tensor:
+        """(C * B, D) starts of C chains per example, chain-major: the proposal's z0, then fresh draws."""
+        return torch.cat([proposal.z0, self.draw((chains - 1) * len(proposal.z0), proposal.z0)])
+
+
+class PersistentInit(PriorInit):
+    """Persistent chains (``warmstart=persistent``): a buffer holds each training example's last
+    latent, indexed by its position in the training set; its next chain starts there, and from
+    scale * eps on its first visit (and for validation, which passes no index). The buffer is the
+    module's extra state, so it is saved in and restored from checkpoints; under DDP every rank
+    holds all of it (``store`` gathers the ranks' rows). One chain per example."""
+
+    needs_example_index = True
+
+    def __init__(self, latent_dim: int, scale: float = 1.0):
+        super().__init__(latent_dim, scale)
+        self.latents = torch.zeros(0, latent_dim)  # (N, D), grown to the largest index seen
+        self.stored = torch.zeros(0, dtype=torch.bool)  # (N,) whether an example has a stored latent
+
+    def forward(self, x: Tensor, index: Tensor | None = None) -> Proposal:
+        fresh = self.draw(x.shape[0], x)
+        if index is None:
+            return Proposal(fresh)
+        self.reserve(int(index.max()) + 1, x)
+        return Proposal(torch.where(self.stored[index][:, None], self.latents[index].to(x.dtype), fresh))
+
+    def reserve(self, size: int, like: Tensor) -> None:
+        """Grow the buffer to ``size`` examples, on the device of ``like``."""
+        if self.latents.device != like.device:
+            self.latents, self.stored = self.latents.to(like.device), self.stored.to(like.device)
+        if size > len(self.stored):
+            grow = size - len(self.stored)
+            self.latents = torch.cat([self.latents, self.latents.new_zeros(grow, self.latent_dim)])
+            self.stored = torch.cat([self.stored, self.stored.new_zeros(grow)])
+
+    def store(self, index: Tensor, z: Tensor, keep: Tensor) -> None:
+        """Remember z (B, D) as the latent of the examples ``index`` (B,) where ``keep`` (B,); an
+        example whose chain is not kept (diverged) starts afresh next time."""
+        index, z, keep = gather_rows(index, z.detach(), keep)
+        self.reserve(int(index.max()) + 1, z)
+        self.latents[index] = torch.where(keep[:, None], z, 0.0).to(self.latents.dtype)
+        self.stored[index] = keep
+
+    def chain_starts(self, proposal: Proposal, chains: int) -> Tensor:
+        if chains != 1:
+            raise ValueError("warmstart=persistent keeps one chain per example: set sampler.chains=1")
+        return proposal.z0
+
+    def get_extra_state(self) -> dict[str, Tensor]:
+        return {"latents": self.latents.cpu(), "stored": self.stored.cpu()}
+
+    def set_extra_state(self, state: dict[str, Tensor]) -> None:
+        self.latents, self.stored = state["latents"], state["stored"]
 
 
 OBJECTIVES = ("forward_kl", "reverse_kl", "jeffreys")
@@ -121,10 +183,19 @@ class AmortisedInit(nn.Module):
         """Decoder forward+backward passes the objective costs per update."""
         return int(self.objective != "forward_kl")
 
-    def forward(self, x: Tensor) -> Proposal:
+    def forward(self, x: Tensor, index: Tensor | None = None) -> Proposal:
         mean, log_std = self.encoder(x)
-        z0 = reparameterise(mean, log_std) if self.init == "sample" else mean
-        return Proposal(z0.detach(), mean, log_std)
+        return Proposal(self.start(mean, log_std).detach(), mean, log_std)
+
+    def start(self, mean: Tensor, log_std: Tensor) -> Tensor:
+        """A start from q: a draw (``init=sample``) or its mean (``init=mean``)."""
+        return reparameterise(mean, log_std) if self.init == "sample" else mean
+
+    def chain_starts(self, proposal: Proposal, chains: int) -> Tensor:
+        """(C * B, D) starts of C chains per example, chain-major: the proposal's z0, then C - 1
+        further starts from q."""
+        more = [self.start(proposal.mean, proposal.log_std).detach() for _ in range(chains - 1)]
+        return torch.cat([proposal.z0, *more])
 
     def loss(self, energy: Energy, x: Tensor, proposal: Proposal, samples: Tensor) -> dict[str, Tensor]:
         """The encoder's loss (mean over the batch) under ``encoder_loss``, and its terms."""

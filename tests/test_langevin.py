@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from lpc.energy import Energy
 from lpc.likelihoods import GaussianLikelihood
 from lpc.samplers import AdamPreconditioner, IdentityPreconditioner, LangevinSampler, energy_and_grad, gradient_step, langevin_step
-from lpc.samplers.langevin import kept_steps
+from lpc.samplers import kept_steps
 
 
 class LinearDecoder(nn.Module):

@@ -28,13 +28,13 @@ from test_train import FAST
 BAD_CONFIGS = [
     (["step_size=0"], "step_size must be > 0, got 0"),
     (["step_size=-0.1"], "step_size must be > 0"),
-    (["step_size=fast"], "model.sampler.step_size='fast': expected a number"),
+    (["step_size=fast"], "sampler.step_size='fast': expected a number"),
     (["num_steps=0"], "num_steps (T) must be >= 1, got 0"),
     (["burn_in=50"], "burn_in must be in [0, num_steps=50), got 50"),
     (["batch_size=0"], "data.batch_size must be >= 1, got 0"),
     (["latent_dim=0"], "latent_dim must be >= 1"),
     (["+data.batchsize=4"], "unknown key data.batchsize (did you mean batch_size?)"),
-    (["+model.sampler.stepsize=0.1"], "unknown key model.sampler.stepsize (did you mean step_size?)"),
+    (["+sampler.stepsize=0.1"], "unknown key sampler.stepsize (did you mean step_size?)"),
     (["trainer.max_steps=many"], "trainer.max_steps='many': expected an integer"),
     (["data.channels=2"], "data.channels must be 1 or 3, got 2"),
     (["data.binarize=sometimes"], "data.binarize must be one of ['none', 'dynamic', 'fixed']"),
@@ -44,7 +44,7 @@ BAD_CONFIGS = [
     (["precond.beta=1.0"], "precond.beta must be in [0, 1), got 1.0"),
     (["model.on_divergence=ignore"], "model.on_divergence must be one of ['raise', 'reset', 'backoff']"),
     (["model.grad_from=first"], "model.grad_from must be one of ['chain_mean', 'last']"),
-    (["model.sampler.thin=0"], "thin must be >= 1, got 0"),
+    (["sampler.thin=0"], "thin must be >= 1, got 0"),
     (["decoder.act=swish"], "activation must be one of"),
     (["decoder=dcgan32"], "the decoder outputs images of shape (1, 32, 32) but data=digits gives (1, 8, 8)"),
     (["warmstart=jeffreys", "encoder=higgins32"], "the encoder reads images of shape (1, 32, 32)"),
@@ -74,9 +74,9 @@ class Broken:
 
 def test_a_bug_in_a_constructor_keeps_its_traceback(compose_cfg):
     with pytest.raises(Exception) as err:
-        build(compose_cfg("model.sampler._target_=test_reliability.Broken", "~model.sampler.step_size",
-                          "~model.sampler.num_steps", "~model.sampler.burn_in", "~model.sampler.thin", "~model.sampler.noise",
-                          "~model.sampler.preconditioner", "~model.sampler.freeze_precond", "~model.sampler.max_latent_norm"))
+        build(compose_cfg("sampler._target_=test_reliability.Broken", "~sampler.step_size",
+                          "~sampler.num_steps", "~sampler.burn_in", "~sampler.thin", "~sampler.chains",
+                          "~sampler.preconditioner", "~sampler.freeze_precond", "~sampler.max_latent_norm"))
     assert not isinstance(err.value, ConfigError) and "a bug" in str(err.value)
 
 
@@ -91,7 +91,7 @@ def test_bad_config_on_the_command_line_is_one_line_and_writes_nothing(tmp_path)
     proc = subprocess.run([sys.executable, "train.py", "burn_in=80", f"hydra.run.dir={run}"],
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
-    assert "ConfigError: model.sampler: burn_in must be in [0, num_steps=50), got 80" in proc.stderr + proc.stdout
+    assert "ConfigError: sampler: burn_in must be in [0, num_steps=50), got 80" in proc.stderr + proc.stdout
     assert "Traceback" not in proc.stderr
     assert not (run / "checkpoints").exists() and not (run / "metrics.json").exists() and not (run / "csv").exists()
 
@@ -107,7 +107,7 @@ def test_divergence_raise_stops_with_the_step_size_and_the_fix(compose_cfg):
 def test_divergence_reset_leaves_diverged_chains_out_and_learns_from_the_rest(compose_cfg, tmp_path):
     """A small max_latent_norm makes part of every batch 'diverge': those chains are left out, the
     others teach the decoder, and the weights stay finite."""
-    metrics = train(compose_cfg("precond=none", "step_size=0.02", "model.sampler.max_latent_norm=1.5", *FAST,
+    metrics = train(compose_cfg("precond=none", "step_size=0.02", "sampler.max_latent_norm=1.5", *FAST,
                                 "callbacks=model_checkpoint", "trainer.log_every_n_steps=1"))
     frac = read_metrics(tmp_path, "train/diverged_frac")
     assert len(frac) == 30 and any(0 < f < 1 for f in frac)

@@ -43,3 +43,9 @@ def run_info(path: Path) -> dict:
         elif kind == "config":
             info["config"].update({item.key: json.loads(item.value_json) for item in record.config.update if item.key != "_wandb"})
     return info
+
+
+def history_keys(path: Path) -> set[str]:
+    """Every key the run logged to its history."""
+    return {item.key or "/".join(item.nested_key) for record in records(path)
+            if record.WhichOneof("record_type") == "history" for item in record.history.item}

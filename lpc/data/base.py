@@ -1,7 +1,8 @@
 """The shared image DataModule: pixel transforms, splits and loaders.
 
 Every dataset yields ``(image, label)`` with the image a float tensor (channels, image_size,
-image_size) in ``pixel_range`` (default [0, 1]), optionally binarised.
+image_size) in ``pixel_range`` (default [0, 1]), optionally binarised; the training set yields
+``(image, label, index)`` when the model asks for example indices (``with_index``, persistent chains).
 """
 
 from __future__ import annotations
@@ -64,10 +65,12 @@ def binarize(x: Tensor, mode: str, index: int) -> Tensor:
 
 
 class TransformedDataset(Dataset):
-    """Applies the DataModule's pixel pipeline to a base dataset of ``(image, label)`` pairs."""
+    """Applies the DataModule's pixel pipeline to a base dataset of ``(image, label)`` pairs; with
+    ``with_index`` each item also carries its index in the dataset."""
 
-    def __init__(self, base: Dataset, module: "ImageDataModule"):
+    def __init__(self, base: Dataset, module: "ImageDataModule", with_index: bool = False):
         self.base = base
+        self.with_index = with_index
         self.channels = module.channels
         self.image_size = module.image_size
         self.binarize = module.binarize
@@ -76,10 +79,11 @@ class TransformedDataset(Dataset):
     def __len__(self) -> int:
         return len(self.base)
 
-    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+    def __getitem__(self, index: int) -> tuple[Tensor, int] | tuple[Tensor, int, int]:
         img, label = self.base[index]
         x = binarize(to_float_image(img, self.channels, self.image_size), self.binarize, index)
-        return self.low + (self.high - self.low) * x, int(label)
+        item = (self.low + (self.high - self.low) * x, int(label))
+        return (*item, index) if self.with_index else item
 
 
 class ImageDataModule(L.LightningDataModule):
@@ -135,6 +139,7 @@ class ImageDataModule(L.LightningDataModule):
         self.drop_last = drop_last
         self.seed = int(seed if seed is not None else torch.initial_seed() % 2**31)
         self._resume: tuple[int, int] | None = None  # (epoch, batches read), from a checkpoint
+        self.with_index = False  # training items carry their index (set by lpc.build for persistent chains)
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
 
@@ -154,7 +159,7 @@ class ImageDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         """Load both splits once (idempotent, so it can run before the Trainer to fail early)."""
         if self.train_set is None:
-            self.train_set = TransformedDataset(self.load_split("train"), self)
+            self.train_set = TransformedDataset(self.load_split("train"), self, with_index=self.with_index)
             self.val_set = TransformedDataset(self.load_split("test"), self)
             if len(self.train_set) < self.batch_size and self.drop_last:
                 raise ConfigError(

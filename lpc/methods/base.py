@@ -126,12 +126,16 @@ class GenerativeModule(L.LightningModule):
         z = torch.randn(n, self.latent_dim, device=self.device)
         return self.likelihood.mean(self.decoder(z))
 
-    def training_step(self, batch: Tensor | tuple, batch_idx: int) -> Tensor | None:
-        with self.training_randomness():
-            return self.update(self.batch_images(batch))
+    needs_example_index = False  # True: training batches must carry each example's index (``update``'s index)
 
-    def update(self, x: Tensor) -> Tensor | None:
-        """One outer step on the images x (B, C, H, W): step the optimizers, log; returns the loss."""
+    def training_step(self, batch: Tensor | tuple, batch_idx: int) -> Tensor | None:
+        index = batch[2] if isinstance(batch, (tuple, list)) and len(batch) == 3 else None
+        with self.training_randomness():
+            return self.update(self.batch_images(batch), index)
+
+    def update(self, x: Tensor, index: Tensor | None = None) -> Tensor | None:
+        """One outer step on the images x (B, C, H, W) whose positions in the training set are
+        ``index`` (B,) when the model asks for them: step the optimizers, log; returns the loss."""
         raise NotImplementedError
 
     def reconstruct(self, x: Tensor) -> Tensor:

@@ -11,11 +11,12 @@ from torch import Tensor, nn
 
 from lpc.gaussian import fit_diagonal_gaussian
 from lpc.likelihoods import Likelihood
+from lpc.loggers import log_line
 from lpc.methods.base import GenerativeModule, OptimizerFactory, Stopwatch, repeat_batch
 from lpc.metrics.elbo import chain_gaussian_elbo
-from lpc.samplers.langevin import ChainResult, LangevinSampler
+from lpc.samplers.chain import ChainResult, ChainSampler
 from lpc.errors import DivergenceError
-from lpc.warmstart import AmortisedInit, PriorInit, Proposal
+from lpc.warmstart import AmortisedInit, PersistentInit, PriorInit, Proposal
 
 
 log = logging.getLogger(__name__)
@@ -23,7 +24,7 @@ GRAD_FROM = ("chain_mean", "last")
 ON_DIVERGENCE = ("raise", "reset", "backoff")
 
 
-def restore_step_size(sampler: LangevinSampler, checkpoint: dict) -> None:
+def restore_step_size(sampler: ChainSampler, checkpoint: dict) -> None:
     """Continue with the step size the checkpointed run had reached (``on_divergence=backoff``
     shrinks it), saying so when it differs from the configured one."""
     saved = checkpoint.get("sampler_step_size", sampler.step_size)
@@ -36,28 +37,31 @@ def restore_step_size(sampler: LangevinSampler, checkpoint: dict) -> None:
 class LangevinPC(GenerativeModule):
     """One outer step per batch x (B examples):
 
-    1. z0 = warmstart(x)        the prior for ``warmstart=none``, else a draw from the encoder's q(z|x)
-    2. z_1..z_T = Langevin chain on E(x, .), decoder fixed; keep S post-burn-in samples z_s
-    3. theta <- decoder optimizer step on grad_theta (1 / S B) sum_{s, b} E(x_b, z_{s, b}), z detached
-       (``grad_from=chain_mean``, the paper's reading), or on grad_theta (1 / B) sum_b E(x_b, z_{T, b})
-       (``grad_from=last``)
-    4. with an encoder: phi <- encoder optimizer step on the warm-start objective (``lpc.warmstart``)
+    1. z0 = warmstart(x)        the prior for ``warmstart=none``, a draw from the encoder's q(z|x),
+                                or the example's stored latent for ``warmstart=persistent``
+    2. z_1..z_T = the sampler's chain on E(x, .) (``sampler=ula|mala|hmc|gd``), decoder fixed;
+       keep S post-burn-in samples z_s (of each of C = ``sampler.chains`` chains per example)
+    3. theta <- decoder optimizer step on grad_theta (1 / S C B) sum_{s, c, b} E(x_b, z_{s, c, b}),
+       z detached (``grad_from=chain_mean``, the paper's reading), or on the chains' last states
+       only (``grad_from=last``, Monte Carlo predictive coding)
+    4. with an encoder: phi <- encoder optimizer step on the warm-start objective (``lpc.warmstart``);
+       with persistent chains: store each example's z_T for its next visit
 
-    Step 3 is one batched forward+backward over the S x B (sample, example) pairs. With a
-    noise-free sampler and ``grad_from=last`` (``model=pc``) the chain is gradient descent towards
-    the MAP and the update is plain predictive coding.
+    Step 3 is one batched forward+backward over the S x C x B (sample, chain, example) triples.
+    With a noise-free sampler and ``grad_from=last`` (``model=pc``) the chain is gradient descent
+    towards the MAP and the update is plain predictive coding.
 
-    Cost per update, in decoder forward+backward passes over a batch of B: T (chain) + S (update;
-    1 for ``grad_from=last``) + 1 for a reverse-KL/Jeffreys encoder objective, logged as
-    ``cost/decoder_evals``.
+    Cost per update, in decoder forward+backward passes over a batch of B: C x the sampler's
+    gradients (T for ULA, T + 1 for MALA, T L + 1 for HMC) + S C (update; C for ``grad_from=last``)
+    + 1 for a reverse-KL/Jeffreys encoder objective, logged as ``cost/decoder_evals``.
     """
 
     def __init__(
         self,
         decoder: nn.Module,
         likelihood: Likelihood,
-        sampler: LangevinSampler,
-        warmstart: PriorInit | AmortisedInit,
+        sampler: ChainSampler,
+        warmstart: PriorInit | PersistentInit | AmortisedInit,
         optimizer: OptimizerFactory,
         grad_from: str = "chain_mean",
         on_divergence: str = "reset",
@@ -79,10 +83,15 @@ class LangevinPC(GenerativeModule):
         self.max_all_diverged_steps = max_all_diverged_steps
         self.all_diverged_run = 0  # consecutive steps on which every chain diverged
         self.diverged_total = 0  # chains diverged over the whole run (kept in checkpoints)
+        self.energy_trace: list[float] = []  # the last validation's first batch, per inner step
+
+    @property
+    def needs_example_index(self) -> bool:  # type: ignore[override]
+        return getattr(self.warmstart, "needs_example_index", False)
 
     def learning_samples(self, chain: ChainResult) -> Tensor:
-        """The states that teach the decoder, (S, B, D) or (1, B, D) for ``grad_from=last``."""
-        return chain.samples if self.grad_from == "chain_mean" else chain.samples[-1:]
+        """The states that teach the decoder, (S C, B, D) or (C, B, D) for ``grad_from=last``."""
+        return chain.samples if self.grad_from == "chain_mean" else chain.last
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         optimizers = [self.optimizer_factory(self.energy.parameters())]
@@ -90,9 +99,12 @@ class LangevinPC(GenerativeModule):
             optimizers.append(self.warmstart.optimizer_factory(self.warmstart.parameters()))
         return optimizers
 
-    def infer(self, x: Tensor, z0: Tensor | None = None) -> ChainResult:
-        """Run the inner loop for x, from z0 or else from the warm-start."""
-        return self.sampler.run(partial(self.energy, x), self.warmstart(x).z0 if z0 is None else z0)
+    def infer(self, x: Tensor, proposal: Proposal | None = None, sampler: ChainSampler | None = None) -> ChainResult:
+        """Run the inner loop (``sampler``, else the model's) for x: C chains per example, started
+        from the proposal, else from the warm-start."""
+        sampler = sampler or self.sampler
+        z0 = self.warmstart.chain_starts(self.warmstart(x) if proposal is None else proposal, sampler.chains)
+        return sampler.run(partial(self.energy, repeat_batch(x, sampler.chains)), z0)
 
     def sample_energies(self, x: Tensor, samples: Tensor, fit_scale: bool = False) -> tuple[Tensor, Tensor]:
         """E(x_b, z_{s,b}) for every given sample (S, B), and the decoder output at z_T (B, C, H, W).
@@ -115,6 +127,13 @@ class LangevinPC(GenerativeModule):
             "recon_mse": (self.likelihood.mean(out_last) - x).square().mean(),
             "precond_scale": torch.as_tensor(chain.scale).mean(),
         }
+        if chain.accept_rate is not None:
+            metrics["accept_rate"] = chain.accept_rate.mean()
+        if isinstance(chain.step_size, Tensor):
+            metrics["adapted_step_size"] = chain.step_size.mean()
+        if chain.diagnostics:  # over the (example, latent dimension) pairs
+            rhat, ess = chain.diagnostics["rhat"], chain.diagnostics["ess_bulk"]
+            metrics.update(rhat_mean=rhat.mean(), rhat_max=rhat.max(), ess_bulk_mean=ess.mean(), ess_bulk_min=ess.min())
         if self.sampler.noise and chain.samples.shape[0] >= 2:
             metrics["elbo"] = chain_gaussian_elbo(lambda z: -self.energy(x, z), chain.samples).mean()
         return metrics
@@ -146,14 +165,16 @@ class LangevinPC(GenerativeModule):
         keep = ~chain.diverged
         return x[keep], proposal.subset(keep), chain.subset(keep), num
 
-    def update(self, x: Tensor) -> Tensor | None:
+    def update(self, x: Tensor, index: Tensor | None = None) -> Tensor | None:
         optimizers = self.optimizers()
         decoder_opt, encoder_opt = (optimizers, None) if not self.warmstart.trainable else optimizers
         step_clock, inner_clock = Stopwatch(x.device), Stopwatch(x.device)
         with step_clock():
-            proposal = self.warmstart(x)
+            proposal = self.warmstart(x, index)
             with inner_clock():
-                chain = self.infer(x, proposal.z0)
+                chain = self.infer(x, proposal)
+            if index is not None:  # persistent chains
+                self.warmstart.store(index, chain.samples[-1], ~chain.diverged)
             batch_size = len(x)
             x, proposal, chain, diverged = self.drop_diverged(x, proposal, chain)
             self.log_dict({
@@ -180,7 +201,7 @@ class LangevinPC(GenerativeModule):
         self.log_metrics("train", metrics, x.shape[0])
         self.log("train/loss", loss.detach(), prog_bar=True)
         self.log_cost(
-            decoder_evals=self.sampler.num_steps + len(learn_from) + self.warmstart.decoder_evals,
+            decoder_evals=self.sampler.chains * self.sampler.grad_evals + len(learn_from) + self.warmstart.decoder_evals,
             encoder_evals=int(self.warmstart.trainable),
             inner_loop_ms=inner_clock.ms,
             step_ms=step_clock.ms,
@@ -189,8 +210,9 @@ class LangevinPC(GenerativeModule):
 
     def validation_step(self, batch: Tensor | tuple, batch_idx: int) -> None:
         x = self.batch_images(batch)
-        proposal = self.warmstart(x)
-        chain = self.infer(x, proposal.z0)
+        chain = self.infer(x)
+        if batch_idx == 0:
+            self.energy_trace = chain.energies.mean(1).tolist()
         keep = ~chain.diverged
         self.log("val/diverged_frac", chain.diverged.float().mean(), batch_size=len(x), sync_dist=True)
         if keep.any():
@@ -199,6 +221,13 @@ class LangevinPC(GenerativeModule):
                 energies, out_last = self.sample_energies(x, self.learning_samples(chain))
                 metrics = self.chain_metrics(x, chain, energies, out_last)
             self.log_metrics("val", metrics, x.shape[0])
+
+    def on_validation_epoch_end(self) -> None:
+        """The first validation batch's energy trace, mean E(x, z_{t-1}) over the batch per step t,
+        as a W&B line plot (``val/energy_trace``)."""
+        super().on_validation_epoch_end()
+        if self.energy_trace and self.global_rank == 0 and not self.trainer.sanity_checking:
+            log_line(self.trainer.loggers, "val/energy_trace", self.energy_trace, "step", "energy", self.global_step)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)
@@ -224,7 +253,7 @@ class LangevinPC(GenerativeModule):
         found = {}
         if self.sampler.num_samples >= 2:
             sampler = self.sampler if self.sampler.noise else replace(self.sampler, noise=True)
-            found["chain"] = fit_diagonal_gaussian(sampler.run(partial(self.energy, x), proposal.z0).samples)
+            found["chain"] = fit_diagonal_gaussian(self.infer(x, proposal, sampler).samples)
         if proposal.mean is not None:
             found["encoder"] = (proposal.mean, proposal.log_std)
         return found

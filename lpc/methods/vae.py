@@ -51,7 +51,7 @@ class VAE(GenerativeModule):
             "recon_mse": (self.likelihood.mean(out) - x).square().flatten(1).mean(1),
         }
 
-    def update(self, x: Tensor) -> Tensor:
+    def update(self, x: Tensor, index: Tensor | None = None) -> Tensor:
         clock = Stopwatch(x.device)
         with clock():
             terms = self.elbo_terms(x, fit_scale=True)

@@ -1,0 +1,227 @@
+"""The driver every inner-loop sampler shares: energy gradients, the preconditioner's schedule,
+divergence, kept samples, several chains per example and their diagnostics.
+
+A sampler is a ``ChainSampler`` whose ``transition`` moves the state one step; ``run`` is the
+loop around it. It knows nothing of Lightning and never touches the decoder's weights: gradients
+are taken with respect to z only, every step starts from a detached z, so no autograd graph
+survives a step and memory does not grow with the number of steps T.
+
+Layout: with ``chains=C`` the rows of z are C chains per example, chain-major (row c * B + b is
+chain c of example b); ``run`` returns them merged per example (``merge_chains``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, NamedTuple
+
+import torch
+from torch import Tensor
+
+from lpc.samplers.diagnostics import ess_bulk, rhat
+from lpc.samplers.preconditioners import IdentityPreconditioner, Preconditioner
+
+EnergyFn = Callable[[Tensor], Tensor]  # z (N, D) -> E(x, z) per row (N,)
+StepSize = Tensor | float  # a scalar, or (N, 1) per chain when it adapts
+
+
+def energy_and_grad(energy_fn: EnergyFn, z: Tensor) -> tuple[Tensor, Tensor]:
+    """E(z) per example (B,) and grad_z sum_b E_b(z) (B, D), both detached.
+
+    Examples are independent, so the gradient of the summed energy is each example's own gradient.
+    """
+    with torch.enable_grad():
+        z = z.detach().requires_grad_(True)
+        energy = energy_fn(z)
+        (grad,) = torch.autograd.grad(energy.sum(), z)
+    return energy.detach(), grad
+
+
+class ChainState(NamedTuple):
+    """Where each chain is: z (N, D), and E(z) (N,) and grad_z E(z) (N, D) when already known."""
+
+    z: Tensor
+    energy: Tensor | None = None
+    grad: Tensor | None = None
+
+
+def select_rows(mask: Tensor, new: ChainState, old: ChainState) -> ChainState:
+    """Row-wise ``new if mask else old`` (mask (N,)); a field unknown in either is unknown."""
+    pick = [None if a is None or b is None else torch.where(mask.view(-1, *[1] * (a.dim() - 1)), a, b)
+            for a, b in zip(new, old)]
+    return ChainState(*pick)
+
+
+def kept_steps(num_steps: int, burn_in: int, thin: int) -> list[int]:
+    """The steps t in 1..T whose result z_t is kept: t > burn_in, every ``thin``-th counted back
+    from T, so the last state z_T is always kept."""
+    return [t for t in range(1, num_steps + 1) if t > burn_in and (num_steps - t) % thin == 0]
+
+
+def non_finite_rows(energy: Tensor, grad: Tensor) -> Tensor:
+    """(B,) True where the energy or its gradient is not finite."""
+    return ~(torch.isfinite(energy) & torch.isfinite(grad).all(-1))
+
+
+def runaway_rows(z: Tensor, max_latent_norm: float) -> Tensor:
+    """(B,) True where a state is not finite or its size ||z|| / sqrt(D) exceeds ``max_latent_norm``
+    (prior draws have size about 1)."""
+    return ~(z.norm(dim=-1) <= max_latent_norm * z.shape[-1] ** 0.5)  # a NaN or inf norm fails the test too
+
+
+class ChainResult(NamedTuple):
+    """What one run of the inner loop returns (all detached), per example b = 1..B."""
+
+    samples: Tensor  # (S * C, B, D) kept states, step-major: row s * C + c is chain c's s-th; samples[-C:] are the last states
+    energies: Tensor  # (T, B) E(x, z_{t-1}) at the start of each step t = 1..T, averaged over the chains
+    scale: Tensor | float  # the preconditioner's M at the last step: scalar, (1, D) or (B, D)
+    diverged: Tensor  # (B,) bool: an example any of whose chains diverged; those chains hold their start
+    accept_rate: Tensor | None = None  # (B,) mean acceptance probability after burn-in (corrected samplers)
+    step_size: StepSize = 0.0  # the step size in use at the end (per example (B, 1) when it adapted)
+    diagnostics: dict[str, Tensor] = {}  # with C > 1 chains: "rhat", "ess_bulk", each (B, D)
+    chains: int = 1
+
+    @property
+    def last(self) -> Tensor:
+        """(C, B, D) the final state of each chain."""
+        return self.samples[-self.chains :]
+
+    def subset(self, keep: Tensor) -> "ChainResult":
+        """The examples selected by the (B,) mask ``keep``."""
+
+        def rows(t: Tensor | float | None) -> Tensor | float | None:
+            return t[keep] if isinstance(t, Tensor) and t.dim() > 0 and t.shape[0] == keep.shape[0] else t
+
+        return self._replace(
+            samples=self.samples[:, keep], energies=self.energies[:, keep], scale=rows(self.scale),
+            diverged=self.diverged[keep], accept_rate=rows(self.accept_rate), step_size=rows(self.step_size),
+            diagnostics={k: v[keep] for k, v in self.diagnostics.items()},
+        )
+
+
+def per_example(t: Tensor | float | None, chains: int) -> Tensor | float | None:
+    """A per-row quantity (C * B, ...) averaged over each example's chains -> (B, ...); others as they are."""
+    if not isinstance(t, Tensor) or t.dim() == 0 or t.shape[0] == 1 or chains == 1:
+        return t
+    return t.view(chains, -1, *t.shape[1:]).float().mean(0)
+
+
+def merge_chains(samples: Tensor, energies: Tensor, scale: Tensor | float, diverged: Tensor,
+                 accept: Tensor | None, step_size: StepSize, chains: int) -> ChainResult:
+    """Per-row results (rows c * B + b) -> a per-example ``ChainResult``, with split R-hat and bulk
+    ESS per latent dimension when there are C >= 2 chains of S >= 4 kept samples.
+    samples (S, C * B, D), energies (T, C * B), diverged (C * B,)."""
+    num, rows, dim = samples.shape
+    draws = samples.view(num, chains, rows // chains, dim)  # (S, C, B, D)
+    diagnostics = {"rhat": rhat(draws), "ess_bulk": ess_bulk(draws)} if chains >= 2 and num >= 4 else {}
+    return ChainResult(
+        samples=draws.reshape(num * chains, rows // chains, dim),
+        energies=per_example(energies.T, chains).T,
+        scale=per_example(scale, chains),
+        diverged=diverged.view(chains, -1).any(0),
+        accept_rate=per_example(accept, chains),
+        step_size=per_example(step_size, chains),
+        diagnostics=diagnostics,
+        chains=chains,
+    )
+
+
+@dataclass
+class ChainSampler:
+    """Runs ``num_steps`` transitions from z0 and keeps the post-burn-in states.
+
+    Args:
+        step_size: > 0; its meaning is the sampler's (eta for Langevin, epsilon for leapfrog).
+        num_steps: T >= 1 transitions.
+        burn_in: the first ``burn_in`` states are discarded (0 <= burn_in < T).
+        thin: keep every ``thin``-th state after burn-in (counted back from z_T).
+        preconditioner: the diagonal M (identity by default).
+        freeze_precond: adapt M during burn-in only (steps t <= max(burn_in, 1)) and hold it
+            fixed afterwards, so the kept samples come from a chain with a constant M.
+        max_latent_norm: a chain whose state grows beyond ||z|| / sqrt(D) > max_latent_norm (or
+            whose energy or gradient turns non-finite) has diverged: it is put back to z0 and
+            held there, its example is flagged in ``ChainResult.diverged``, and the others go on.
+        chains: C >= 1 chains per example; ``run`` then takes z0 with C * B rows (chain-major,
+            each from its own start) and an ``energy_fn`` over those rows, and reports split R-hat
+            and bulk ESS across the chains.
+    """
+
+    step_size: float
+    num_steps: int
+    burn_in: int = 0
+    thin: int = 1
+    preconditioner: Preconditioner = field(default_factory=IdentityPreconditioner)
+    freeze_precond: bool = True
+    max_latent_norm: float = 100.0
+    chains: int = 1
+
+    grads_per_step: ClassVar[int] = 1  # energy gradients one transition costs
+    noise: ClassVar[bool] = True  # False: an optimiser, not a sampler (its samples approximate no posterior)
+
+    def __post_init__(self) -> None:
+        if not self.step_size > 0:
+            raise ValueError(f"step_size must be > 0, got {self.step_size}")
+        if self.num_steps < 1:
+            raise ValueError(f"num_steps (T) must be >= 1, got {self.num_steps}")
+        if not 0 <= self.burn_in < self.num_steps:
+            raise ValueError(f"burn_in must be in [0, num_steps={self.num_steps}), got {self.burn_in}")
+        if self.thin < 1:
+            raise ValueError(f"thin must be >= 1, got {self.thin}")
+        if not self.max_latent_norm > 0:
+            raise ValueError(f"max_latent_norm must be > 0, got {self.max_latent_norm}")
+        if self.chains < 1:
+            raise ValueError(f"sampler.chains must be >= 1, got {self.chains}")
+        self._kept = set(kept_steps(self.num_steps, self.burn_in, self.thin))
+
+    @property
+    def num_samples(self) -> int:
+        """S, the number of states kept per chain."""
+        return len(self._kept)
+
+    @property
+    def grad_evals(self) -> int:
+        """Energy gradients (decoder forward+backward passes over the C * B rows) per run."""
+        return self.num_steps * self.grads_per_step
+
+    def transition(self, energy_fn: EnergyFn, state: ChainState, step_size: StepSize,
+                   scale: Tensor | float) -> tuple[ChainState, Tensor | None]:
+        """One step from ``state`` (its energy and gradient known) with the preconditioner's M =
+        ``scale``: the next state and each row's acceptance probability (None: no correction)."""
+        raise NotImplementedError
+
+    def next_step_size(self, t: int, step_size: StepSize, adaptation: Any, accept: Tensor | None) -> tuple[StepSize, Any]:
+        """The step size for step t + 1 and the adaptation's state (constant unless a subclass adapts it)."""
+        return step_size, adaptation
+
+    def run(self, energy_fn: EnergyFn, z0: Tensor) -> ChainResult:
+        """Run the N = C * B chains in parallel from z0 (N, D)."""
+        if z0.shape[0] % self.chains:
+            raise ValueError(f"z0 has {z0.shape[0]} rows, not a multiple of sampler.chains={self.chains}")
+        z0 = z0.detach()
+        start = state = ChainState(z0, *energy_and_grad(energy_fn, z0))
+        precond = self.preconditioner.init(z0)
+        step_size: StepSize = self.step_size
+        adaptation = None
+        samples, energies, accepts = [], [], []
+        diverged = torch.zeros(z0.shape[0], dtype=torch.bool, device=z0.device)
+        adapt_until = max(self.burn_in, 1) if self.freeze_precond else self.num_steps
+        for t in range(1, self.num_steps + 1):
+            if state.grad is None:
+                state = ChainState(state.z, *energy_and_grad(energy_fn, state.z))
+            diverged |= non_finite_rows(state.energy, state.grad)
+            state = state._replace(grad=torch.where(diverged[:, None], 0.0, state.grad))  # held chains feed nothing to M
+            if t <= adapt_until:
+                precond = self.preconditioner.update(precond, state.grad, ~diverged)
+                scale = self.preconditioner.scale(precond)
+            energies.append(state.energy)
+            state, accept = self.transition(energy_fn, state, step_size, scale)
+            diverged |= runaway_rows(state.z, self.max_latent_norm)
+            state = select_rows(~diverged, state, start)
+            step_size, adaptation = self.next_step_size(t, step_size, adaptation, accept)
+            if accept is not None and t > self.burn_in:
+                accepts.append(torch.where(diverged, 0.0, accept))
+            if t in self._kept:
+                samples.append(state.z)
+        accept_rate = torch.stack(accepts).mean(0) if accepts else None
+        return merge_chains(torch.stack(samples), torch.stack(energies), scale, diverged, accept_rate, step_size, self.chains)
