@@ -185,6 +185,10 @@ class Evaluator:
                 metrics[f"iwae{k}_{name}"] = iwae_bound(weights, k).mean().item()
             best = iwae_bound(weights, k_max)
             metrics[f"bpd_{name}"] = bits_per_dim(best, num_dims, bin_width).mean().item()
+        if log_w:  # the tightest of the method's bounds: one name to compare (and tune) methods by
+            best_name = max(log_w, key=lambda name: metrics[f"iwae{k_max}_{name}" if k_max > 1 else f"elbo_{name}"])
+            metrics["log_likelihood"] = metrics[f"iwae{k_max}_{best_name}" if k_max > 1 else f"elbo_{best_name}"]
+            metrics["bpd"] = metrics[f"bpd_{best_name}"]
         return metrics
 
     def evaluate(

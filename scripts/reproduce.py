@@ -1,0 +1,457 @@
+"""Run one of the paper's experiments as a Hydra multirun and write its report.
+
+    python scripts/reproduce.py lpc_vs_vae                      # --scale small: MLPs on the digits, CPU
+    python scripts/reproduce.py step_size_robustness --scale tiny
+    python scripts/reproduce.py lpc_vs_vae --scale paper -- hydra/launcher=slurm hydra.launcher.partition=gpu
+    python scripts/reproduce.py warmstart_objectives --report-only outputs/reproduce/warmstart_objectives/small
+
+Experiments (configs/experiment/<name>.yaml holds each grid): lpc_vs_vae, warmstart_objectives,
+step_size_robustness, ula_vs_mala, tuned. Scales: ``tiny`` (the pipeline's test: minutes on 2 CPU
+cores), ``small`` (the experiment as configured: a real result on a CPU machine in about an hour),
+``paper`` (CIFAR-10 with the paper's networks; for a GPU). Arguments after ``--`` go to train.py
+(any launcher, any override).
+
+Writes <out> (default outputs/reproduce/<name>/<scale>/): runs/ (one folder per job), report.md,
+report.json (every run's metrics and the tables), and PNG figures. With --wandb the figures and
+tables are also logged to W&B (offline unless WANDB_MODE/--wandb-online say otherwise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import re
+import shlex
+import statistics
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN = [sys.executable, str(ROOT / "train.py")]
+
+# Settings of each scale, on top of the experiment's own (which are the `small` scale).
+TINY = ["trainer.max_steps=6", "trainer.val_check_interval=3", "num_steps=4", "burn_in=2", "sampler.thin=1",
+        "eval=fast", "eval.fid.num_samples=100", "eval.likelihood.num_examples=32", "callbacks.image_grids.every_n_steps=3",
+        "trainer.limit_val_batches=2", "logger=csv", "trainer.enable_progress_bar=false"]
+PAPER = ["data=folder", "data.root=../shared/data/cifar10/cifar10_jpeg.zip", "decoder=higgins32", "encoder=higgins32",
+         "latent_dim=64", "trainer.max_steps=50000", "trainer.val_check_interval=5000", "trainer=gpu"]
+# the grid each experiment keeps at --scale tiny (a few cells of each axis, one seed)
+TINY_GRIDS = {
+    "lpc_vs_vae": {"method": "lpc,hoffman,pc,vae", "seed": "0"},
+    "warmstart_objectives": {"seed": "0"},
+    "step_size_robustness": {"step_size": "0.05,1.0", "seed": "0"},
+    "ula_vs_mala": {"step_size": "0.05,1.0", "seed": "0"},
+    "tuned": {"hydra.sweeper.n_trials": "2"},
+}
+TINY_METHODS = ["lpc", "vae"]  # tuned at --scale tiny: two studies
+
+
+@dataclass
+class Experiment:
+    """How an experiment's runs are grouped and drawn: ``group_by`` names the swept keys that make
+    a table row (the rest, e.g. seed, are repeats); ``x`` a numeric key to plot metrics against."""
+
+    group_by: list[str]
+    x: str | None = None
+    curves: bool = False  # metric vs SGD iterations, decoder-gradient evaluations and wall-clock
+    samples: bool = False  # a sample grid per group
+    methods: list[str] = field(default_factory=list)  # tuned: one Optuna study per method
+    bias_table: bool = False  # ula_vs_mala: the exact-target bias of scripts/sampler_bias.py
+
+
+EXPERIMENTS = {
+    "lpc_vs_vae": Experiment(["method"], curves=True, samples=True),
+    "warmstart_objectives": Experiment(["method"], curves=True, samples=True),
+    "step_size_robustness": Experiment(["precond", "step_size"], x="step_size"),
+    "ula_vs_mala": Experiment(["sampler", "step_size"], x="step_size", bias_table=True),
+    "tuned": Experiment(["method"], methods=["lpc", "lpc_jeffreys", "pc", "vae"]),
+}
+
+# The report's metrics: name -> (how to read it from a run's final metrics, direction, label)
+LABELS = {
+    "log_likelihood": "IWAE bound on log p(x), largest k (nats, higher is better)",
+    "elbo": "ELBO (nats, higher is better)",
+    "bpd": "bits/dim (lower is better)",
+    "fd": "Frechet distance of samples (lower is better)",
+    "recon_mse": "val reconstruction MSE",
+    "accept_rate": "acceptance rate",
+    "diverged_frac": "share of diverged chains (val)",
+    "decoder_evals": "decoder evals per update",
+    "step_ms": "ms per update",
+}
+
+
+def summarise(metrics: dict) -> dict[str, float | None]:
+    """The report's metrics of one run, from its final metrics (metrics.json)."""
+    fd_keys = ["eval/fid"] + sorted(k for k in metrics if k.startswith("eval/fd_"))
+    fd_key = next((k for k in fd_keys if k in metrics), None)
+    elbos = [v for k, v in metrics.items() if k.startswith("eval/elbo_")]
+    return {
+        "log_likelihood": metrics.get("eval/log_likelihood"),
+        "elbo": max(elbos) if elbos else None,
+        "bpd": metrics.get("eval/bpd"),
+        "fd": metrics.get(fd_key) if fd_key else None,
+        "fd_space": None if fd_key is None else ("inception (FID)" if fd_key == "eval/fid" else f"{fd_key[len('eval/fd_'):]} features (offline, not FID)"),
+        "recon_mse": metrics.get("val/recon_mse"),
+        "accept_rate": metrics.get("val/accept_rate"),
+        "diverged_frac": metrics.get("val/diverged_frac"),
+        "decoder_evals": metrics.get("cost/decoder_evals"),
+        "step_ms": metrics.get("cost/step_ms"),
+    }
+
+
+def read_overrides(job: Path) -> dict[str, str]:
+    path = job / ".hydra" / "overrides.yaml"
+    items = yaml.safe_load(path.read_text()) if path.exists() else []
+    return dict(item.split("=", 1) for item in items if "=" in item)
+
+
+def collect_runs(runs_dir: Path) -> list[dict]:
+    """Every job below ``runs_dir``: its overrides, final metrics (None if it failed, e.g. diverged)
+    and summary, its curves (csv/metrics.csv) and its last sample grid."""
+    jobs = sorted({p.parent.parent for p in runs_dir.rglob(".hydra/overrides.yaml")}, key=lambda p: str(p))
+    runs = []
+    for job in jobs:
+        metrics_file = job / "metrics.json"
+        metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else None
+        grids = sorted((job / "images").glob("samples_step*.png"))
+        runs.append({
+            "job": str(job.relative_to(runs_dir)),
+            "overrides": read_overrides(job),
+            "metrics": metrics,
+            "summary": summarise(metrics) if metrics else None,
+            "curves": read_curves(job / "csv" / "metrics.csv", metrics),
+            "samples": str(grids[-1]) if grids else None,
+        })
+    return runs
+
+
+def read_curves(csv_file: Path, final: dict | None) -> list[dict]:
+    """(step, decoder evaluations, seconds, log-likelihood bound, FD) at every evaluation of a run.
+    Gradient evaluations are step x the run's decoder evaluations per update, seconds step x its
+    median update time (from the logged cost/ metrics, else the final ones)."""
+    if not csv_file.exists():
+        return []
+    import csv
+
+    rows = list(csv.DictReader(csv_file.open()))
+    final = final or {}
+    step_ms = [float(r["cost/step_ms"]) for r in rows if r.get("cost/step_ms")] or [final.get("cost/step_ms", math.nan)]
+    evals = [float(r["cost/decoder_evals"]) for r in rows if r.get("cost/decoder_evals")] or [final.get("cost/decoder_evals", math.nan)]
+    ms = statistics.median(step_ms)
+    per_step = evals[-1]
+    curve = []
+    for r in rows:
+        values = {k: float(v) for k, v in r.items() if k.startswith("eval/") and v not in ("", None)}
+        if values:
+            s = summarise(values)
+            step = int(r["step"]) + 1
+            curve.append({"step": step, "decoder_evals": step * per_step, "seconds": step * ms / 1e3,
+                          "log_likelihood": s["log_likelihood"], "fd": s["fd"]})
+    return curve
+
+
+def group_name(overrides: dict[str, str], keys: list[str]) -> str:
+    return " ".join(f"{k}={overrides.get(k, '-')}" for k in keys)
+
+
+def table_rows(runs: list[dict], experiment: Experiment) -> list[dict]:
+    """One row per group: the number of runs, of failed runs, and mean and spread (sample standard
+    deviation over the repeats, 0 for one) of every metric."""
+    groups: dict[str, list[dict]] = {}
+    for run in runs:
+        groups.setdefault(group_name(run["overrides"], experiment.group_by), []).append(run)
+    rows = []
+    for name, members in groups.items():
+        done = [m["summary"] for m in members if m["summary"] is not None]
+        row = {"group": name, "runs": len(members), "failed": len(members) - len(done)}
+        for metric in LABELS:
+            values = [d[metric] for d in done if d[metric] is not None and math.isfinite(d[metric])]
+            row[metric] = statistics.fmean(values) if values else None
+            row[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else (0.0 if values else None)
+        spaces = {d["fd_space"] for d in done if d["fd_space"]}
+        row["fd_space"] = ", ".join(sorted(spaces)) or None
+        rows.append(row)
+    key = experiment.x
+    if key:
+        rows.sort(key=lambda r: (r["group"].split(f"{key}=")[0], float(r["group"].split(f"{key}=")[1].split()[0])))
+    return rows
+
+
+def markdown_table(rows: list[dict]) -> str:
+    columns = [m for m in LABELS if any(r[m] is not None for r in rows)]
+    head = "| group | runs (failed) | " + " | ".join(columns) + " |"
+    lines = [head, "|---" * (len(columns) + 2) + "|"]
+    for r in rows:
+        cells = []
+        for m in columns:
+            v, s = r[m], r[f"{m}_std"]
+            cells.append("" if v is None else (f"{v:.4g}" if not s else f"{v:.4g} ± {s:.2g}"))
+        lines.append(f"| {r['group']} | {r['runs']} ({r['failed']}) | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_curves(runs: list[dict], experiment: Experiment, out: Path) -> list[Path]:
+    """Log-likelihood bound and FD against SGD iterations, decoder-gradient evaluations and
+    wall-clock, one line per group (mean over repeats at each evaluation)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figures = []
+    for metric in ("log_likelihood", "fd"):
+        fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+        drawn = False
+        for name, members in grouped(runs, experiment).items():
+            points: dict[int, list[dict]] = {}
+            for run in members:
+                for p in run["curves"]:
+                    if p[metric] is not None:
+                        points.setdefault(p["step"], []).append(p)
+            if not points:
+                continue
+            steps = sorted(points)
+            for ax, axis in zip(axes, ("step", "decoder_evals", "seconds")):
+                xs = [statistics.fmean(p[axis] for p in points[s]) for s in steps]
+                ys = [statistics.fmean(p[metric] for p in points[s]) for s in steps]
+                ax.plot(xs, ys, marker="o", label=name)
+            drawn = True
+        if not drawn:
+            plt.close(fig)
+            continue
+        for ax, label in zip(axes, ("SGD iterations", "decoder forward+backward passes", "wall-clock (s, median step time)")):
+            ax.set_xlabel(label)
+            ax.set_ylabel(LABELS[metric])
+            ax.grid(alpha=0.3)
+        axes[0].legend(fontsize=8)
+        fig.tight_layout()
+        path = out / f"{metric}_curves.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        figures.append(path)
+    return figures
+
+
+def grouped(runs: list[dict], experiment: Experiment) -> dict[str, list[dict]]:
+    groups: dict[str, list[dict]] = {}
+    for run in runs:
+        groups.setdefault(group_name(run["overrides"], experiment.group_by), []).append(run)
+    return groups
+
+
+def plot_against_x(rows: list[dict], experiment: Experiment, out: Path) -> list[Path]:
+    """Each metric against the swept ``x`` (log axis), one line per value of the other key;
+    groups whose runs all failed are marked with an x at the bottom."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    line_key = next(k for k in experiment.group_by if k != experiment.x)
+    metrics = [m for m in ("log_likelihood", "fd", "accept_rate", "diverged_frac") if any(r[m] is not None for r in rows)]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4), squeeze=False)
+    lines: dict[str, list[dict]] = {}
+    for r in rows:
+        lines.setdefault(r["group"].split(f"{experiment.x}=")[0].strip(), []).append(r)
+    for ax, metric in zip(axes[0], metrics):
+        for name, members in lines.items():
+            xs = [float(r["group"].split(f"{experiment.x}=")[1].split()[0]) for r in members]
+            ys = [r[metric] if r[metric] is not None else math.nan for r in members]
+            errs = [r[f"{metric}_std"] or 0.0 for r in members]
+            ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=3, label=name)
+            failed = [x for x, r in zip(xs, members) if r["failed"] == r["runs"]]
+            if failed:
+                ax.plot(failed, [ax.get_ylim()[0]] * len(failed), "x", color="red", markersize=10)
+        ax.set_xscale("log")
+        ax.set_xlabel(experiment.x)
+        ax.set_ylabel(LABELS[metric])
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8, title=line_key)
+    fig.tight_layout()
+    path = out / f"metrics_vs_{experiment.x}.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return [path]
+
+
+def plot_samples(runs: list[dict], experiment: Experiment, out: Path) -> list[Path]:
+    """The last prior-sample grid of each group's first run, side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.image as mpimg
+    import matplotlib.pyplot as plt
+
+    picks = [(name, next((r["samples"] for r in members if r["samples"]), None)) for name, members in grouped(runs, experiment).items()]
+    picks = [(n, p) for n, p in picks if p]
+    if not picks:
+        return []
+    fig, axes = plt.subplots(1, len(picks), figsize=(3 * len(picks), 3.4), squeeze=False)
+    for ax, (name, path) in zip(axes[0], picks):
+        ax.imshow(mpimg.imread(path), cmap="gray")
+        ax.set_title(name.replace("method=", ""), fontsize=9)
+        ax.axis("off")
+    fig.tight_layout()
+    path = out / "samples.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return [path]
+
+
+def commit() -> str:
+    sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    return f"{sha}{' (with uncommitted changes)' if dirty else ''}"
+
+
+def machine() -> str:
+    import torch
+
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{platform.node()}: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, {device}; torch {torch.__version__}"
+
+
+def commands(name: str, scale: str, extra: list[str], out: Path) -> list[list[str]]:
+    """The train.py multiruns that make up the experiment."""
+    settings = {"tiny": TINY, "small": [], "paper": PAPER}[scale]
+    grid = [f"{k}={v}" for k, v in TINY_GRIDS[name].items()] if scale == "tiny" else []  # the command line wins over the sweeper's params
+    experiment = EXPERIMENTS[name]
+    if experiment.methods:  # one study per method, each with the same budget
+        return [[*TRAIN, "-m", f"experiment={name}", f"method={m}", *settings, *grid, *extra,
+                 f"hydra.sweep.dir={out / 'runs' / m}"] for m in study_methods(experiment, scale)]
+    return [[*TRAIN, "-m", f"experiment={name}", *settings, *grid, *extra, f"hydra.sweep.dir={out / 'runs'}"]]
+
+
+def study_methods(experiment: Experiment, scale: str) -> list[str]:
+    return TINY_METHODS if scale == "tiny" else experiment.methods
+
+
+def run(cmds: list[list[str]], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "LPC_ROOT": str(ROOT), "WANDB_SILENT": "true"}
+    for cmd in cmds:
+        print("$", shlex.join(cmd[1:]), flush=True)
+        with (out / "train.log").open("a") as log:
+            proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        if proc.returncode != 0:
+            raise SystemExit(f"the multirun failed (exit {proc.returncode}); its log: {out / 'train.log'}")
+
+
+def tuned_best(out: Path, methods: list[str]) -> list[dict]:
+    """Each method's best trial (optimization_results.yaml of its study)."""
+    best = []
+    for method in methods:
+        path = out / "runs" / method / "optimization_results.yaml"
+        if path.exists():
+            found = yaml.safe_load(path.read_text())
+            best.append({"method": method, "best_value": found.get("best_value"), "best_params": found.get("best_params")})
+    return best
+
+
+def write_report(name: str, scale: str, cmds: list[list[str]], out: Path, wandb_project: str | None) -> dict:
+    experiment = EXPERIMENTS[name]
+    runs = collect_runs(out / "runs")
+    if not runs:
+        raise SystemExit(f"no runs below {out / 'runs'}")
+    rows = table_rows(runs, experiment)
+    figures = []
+    if experiment.curves:
+        figures += plot_curves(runs, experiment, out)
+    if experiment.x:
+        figures += plot_against_x(rows, experiment, out)
+    if experiment.samples:
+        figures += plot_samples(runs, experiment, out)
+    best = tuned_best(out, study_methods(experiment, scale)) if experiment.methods else []
+    bias = exact_target_bias(rows, scale) if experiment.bias_table else []
+    report = {
+        "experiment": name, "scale": scale, "commit": commit(), "machine": machine(),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "commands": [shlex.join(["python", *map(lambda a: os.path.relpath(a, ROOT) if a.startswith(str(ROOT)) else a, c[1:])]) for c in cmds],
+        "table": rows, "best_trials": best, "exact_target_bias": bias, "figures": [f.name for f in figures],
+        "runs": [{k: v for k, v in r.items() if k != "curves"} for r in runs],
+    }
+    (out / "report.json").write_text(json.dumps(report, indent=2, default=str))
+    spaces = sorted({r["fd_space"] for r in rows if r["fd_space"]})
+    lines = [
+        f"# {name} ({scale} scale)", "",
+        f"- date: {report['date']}", f"- commit: {report['commit']}", f"- machine: {report['machine']}",
+        f"- runs: {len(runs)} ({sum(r['summary'] is None for r in runs)} failed, e.g. diverged)", "",
+        "Commands (from the repository root):", "", "```bash", *report["commands"], "```", "",
+        "Mean ± sample standard deviation over the repeats (seeds) of each group; failed runs are counted, not averaged.",
+        f"`fd` is the Frechet distance in: {', '.join(spaces) or 'n/a'}.", "",
+        markdown_table(rows), "",
+        "| metric | meaning |", "|---|---|", *[f"| {k} | {v} |" for k, v in LABELS.items()], "",
+    ]
+    if best:
+        lines += ["Best trial of each method's study (same number of trials and steps for each):", "",
+                  "| method | best eval/log_likelihood | parameters |", "|---|---|---|",
+                  *[f"| {b['method']} | {b['best_value']:.4g} | {b['best_params']} |" for b in best if b["best_value"] is not None], ""]
+    if bias:
+        lines += ["The samplers alone on a banana whose moments are known (scripts/sampler_bias.py, chains started from "
+                  "exact draws, so a deviation is the sampler's stationary bias):", "", bias_markdown(bias), ""]
+    lines += [f"![{f.stem}]({f.name})" for f in figures]
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+    if wandb_project:
+        log_to_wandb(wandb_project, name, scale, out, rows, figures)
+    return report
+
+
+def exact_target_bias(rows: list[dict], scale: str) -> list[dict]:
+    """scripts/sampler_bias.py at the experiment's step sizes (fewer chains at --scale tiny)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from sampler_bias import measure
+
+    from lpc.samplers.targets import Banana
+
+    steps = sorted({float(r["group"].split("step_size=")[1].split()[0]) for r in rows})
+    chains, num_steps = (2000, 20) if scale == "tiny" else (100_000, 100)
+    return [row for eta in steps for row in measure(Banana(), eta, num_steps, chains, seed=0)]
+
+
+def bias_markdown(rows: list[dict]) -> str:
+    from sampler_bias import markdown
+
+    return markdown(rows)
+
+
+def log_to_wandb(project: str, name: str, scale: str, out: Path, rows: list[dict], figures: list[Path]) -> None:
+    import wandb
+
+    run = wandb.init(project=project, name=f"report_{name}_{scale}", job_type="report", dir=str(out),
+                     mode=os.environ.get("WANDB_MODE", "offline"), config={"experiment": name, "scale": scale})
+    columns = ["group", "runs", "failed", *LABELS]
+    run.log({"report/table": wandb.Table(columns=columns, data=[[r.get(c) for c in columns] for r in rows]),
+             **{f"report/{f.stem}": wandb.Image(str(f)) for f in figures}})
+    run.finish()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("name", choices=sorted(EXPERIMENTS))
+    parser.add_argument("--scale", choices=["tiny", "small", "paper"], default="small")
+    parser.add_argument("--out", type=Path, help="report folder (default outputs/reproduce/<name>/<scale>)")
+    parser.add_argument("--report-only", action="store_true", help="rewrite the report from the runs already in --out")
+    parser.add_argument("--wandb", metavar="PROJECT", help="also log the figures and tables to this W&B project")
+    argv = sys.argv[1:]
+    extra = argv[argv.index("--") + 1 :] if "--" in argv else []  # for train.py
+    args = parser.parse_args(argv[: len(argv) - len(extra) - (1 if extra or "--" in argv else 0)])
+    out = (args.out or ROOT / "outputs" / "reproduce" / args.name / args.scale).resolve()
+    cmds = commands(args.name, args.scale, extra, out)
+    if not args.report_only:
+        run(cmds, out)
+    write_report(args.name, args.scale, cmds, out, args.wandb)
+    print((out / "report.md").read_text())
+    print(f"report written to {out / 'report.md'}")
+
+
+if __name__ == "__main__":
+    main()

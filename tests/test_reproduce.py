@@ -1,0 +1,70 @@
+"""scripts/reproduce.py runs every experiment at --scale tiny end to end, and its report's tables
+are the runs' own metrics."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT
+
+EXPERIMENTS = ["lpc_vs_vae", "warmstart_objectives", "step_size_robustness", "ula_vs_mala", "tuned"]
+FIGURES = {
+    "lpc_vs_vae": {"log_likelihood_curves.png", "fd_curves.png", "samples.png"},
+    "warmstart_objectives": {"log_likelihood_curves.png", "fd_curves.png", "samples.png"},
+    "step_size_robustness": {"metrics_vs_step_size.png"},
+    "ula_vs_mala": {"metrics_vs_step_size.png"},
+    "tuned": set(),
+}
+
+
+def reproduce(name: str, out: Path, *extra: str) -> dict:
+    cmd = [sys.executable, "scripts/reproduce.py", name, "--scale", "tiny", "--out", str(out), *extra]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads((out / "report.json").read_text())
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_every_experiment_runs_at_tiny_scale_and_writes_its_report(tmp_path, name):
+    report = reproduce(name, tmp_path / name)
+    assert {p.name for p in (tmp_path / name).glob("*.png")} == FIGURES[name]
+    text = (tmp_path / name / "report.md").read_text()
+    assert report["commit"] in text and "python train.py -m experiment=" + name in text
+    assert "digits_cnn features (offline, not FID)" in text  # no Inception weights here: named as what it is
+    assert all(row["failed"] == 0 for row in report["table"])
+    if name == "ula_vs_mala":
+        assert {r["sampler"] for r in report["exact_target_bias"]} == {"ula", "mala", "hmc"}
+        assert all(r["accept_rate"] is not None for r in report["table"] if r["group"].startswith("sampler=mala"))
+    if name == "tuned":
+        assert [b["method"] for b in report["best_trials"]] == ["lpc", "vae"]
+        assert all(b["best_value"] is not None for b in report["best_trials"])
+
+
+def test_report_table_equals_the_metrics_in_the_runs_files(tmp_path):
+    """Recomputed here from every job's .hydra/overrides.yaml and metrics.json: the report's mean of
+    each metric per method equals the runs' own values (two seeds, so a spread too)."""
+    report = reproduce("warmstart_objectives", tmp_path, "--", "method=lpc,lpc_jeffreys", "seed=0,1")
+    by_method: dict[str, list[dict]] = {}
+    for metrics_file in (tmp_path / "runs").rglob("metrics.json"):
+        overrides = dict(o.split("=", 1) for o in yaml.safe_load((metrics_file.parent / ".hydra" / "overrides.yaml").read_text()))
+        by_method.setdefault(overrides["method"], []).append(json.loads(metrics_file.read_text()))
+    assert sorted(by_method) == ["lpc", "lpc_jeffreys"]
+    rows = {row["group"]: row for row in report["table"]}
+    for method, runs in by_method.items():
+        row = rows[f"method={method}"]
+        assert row["runs"] == len(runs) == 2
+        for metric, key in [("log_likelihood", "eval/log_likelihood"), ("bpd", "eval/bpd"), ("fd", "eval/fd_digits_cnn"),
+                            ("decoder_evals", "cost/decoder_evals"), ("recon_mse", "val/recon_mse")]:
+            values = [r[key] for r in runs]
+            assert row[metric] == pytest.approx(statistics.fmean(values), rel=1e-9), (method, metric)
+            assert row[f"{metric}_std"] == pytest.approx(statistics.stdev(values), rel=1e-9, abs=1e-12), (method, metric)
+    # and the markdown shows the same numbers
+    text = (tmp_path / "report.md").read_text()
+    assert f"| method=lpc | 2 (0) | {rows['method=lpc']['log_likelihood']:.4g} ± " in text
