@@ -99,6 +99,8 @@ class PriorInit(nn.Module):
 
     def chain_starts(self, proposal: Proposal, chains: int) -> Tensor:
         """(C * B, D) starts of C chains per example, chain-major: the proposal's z0, then fresh draws."""
+        if chains == 1:
+            return proposal.z0
         return torch.cat([proposal.z0, self.draw((chains - 1) * len(proposal.z0), proposal.z0)])
 
 

@@ -117,7 +117,10 @@ def read_overrides(job: Path) -> dict[str, str]:
 def collect_runs(runs_dir: Path) -> list[dict]:
     """Every job below ``runs_dir``: its overrides, final metrics (None if it failed, e.g. diverged)
     and summary, its curves (csv/metrics.csv) and its last sample grid."""
-    jobs = sorted({p.parent.parent for p in runs_dir.rglob(".hydra/overrides.yaml")}, key=lambda p: str(p))
+    def sweep_order(job: Path) -> list:  # job numbers as numbers: 2 before 10
+        return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in job.relative_to(runs_dir).parts]
+
+    jobs = sorted({p.parent.parent for p in runs_dir.rglob(".hydra/overrides.yaml")}, key=sweep_order)
     runs = []
     for job in jobs:
         metrics_file = job / "metrics.json"
@@ -317,7 +320,8 @@ def machine() -> str:
     import torch
 
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{platform.node()}: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, {device}; torch {torch.__version__}"
+    return (f"{platform.node()}: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, {device}; "
+            f"torch {torch.__version__}, {torch.get_num_threads()} threads per run")
 
 
 def commands(name: str, scale: str, extra: list[str], out: Path) -> list[list[str]]:
@@ -357,7 +361,7 @@ def tuned_best(out: Path, methods: list[str]) -> list[dict]:
     return best
 
 
-def write_report(name: str, scale: str, cmds: list[list[str]], out: Path, wandb_project: str | None) -> dict:
+def write_report(name: str, scale: str, cmds: list[list[str]], extra: list[str], out: Path, wandb_project: str | None) -> dict:
     experiment = EXPERIMENTS[name]
     runs = collect_runs(out / "runs")
     if not runs:
@@ -375,7 +379,8 @@ def write_report(name: str, scale: str, cmds: list[list[str]], out: Path, wandb_
     report = {
         "experiment": name, "scale": scale, "commit": commit(), "machine": machine(),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "commands": [shlex.join(["python", *map(lambda a: os.path.relpath(a, ROOT) if a.startswith(str(ROOT)) else a, c[1:])]) for c in cmds],
+        "commands": [shlex.join(["python", "scripts/reproduce.py", name, "--scale", scale, *(["--", *extra] if extra else [])]),
+                     *(shlex.join(["python", *(a.replace(f"{ROOT}/", "") for a in c[1:])]) for c in cmds)],
         "table": rows, "best_trials": best, "exact_target_bias": bias, "figures": [f.name for f in figures],
         "runs": [{k: v for k, v in r.items() if k != "curves"} for r in runs],
     }
@@ -385,7 +390,8 @@ def write_report(name: str, scale: str, cmds: list[list[str]], out: Path, wandb_
         f"# {name} ({scale} scale)", "",
         f"- date: {report['date']}", f"- commit: {report['commit']}", f"- machine: {report['machine']}",
         f"- runs: {len(runs)} ({sum(r['summary'] is None for r in runs)} failed, e.g. diverged)", "",
-        "Commands (from the repository root):", "", "```bash", *report["commands"], "```", "",
+        "Commands (from the repository root; the first runs the rest and writes this report):", "", "```bash",
+        *report["commands"], "```", "",
         "Mean ± sample standard deviation over the repeats (seeds) of each group; failed runs are counted, not averaged.",
         f"`fd` is the Frechet distance in: {', '.join(spaces) or 'n/a'}.", "",
         markdown_table(rows), "",
@@ -448,7 +454,7 @@ def main() -> None:
     cmds = commands(args.name, args.scale, extra, out)
     if not args.report_only:
         run(cmds, out)
-    write_report(args.name, args.scale, cmds, out, args.wandb)
+    write_report(args.name, args.scale, cmds, extra, out, args.wandb)
     print((out / "report.md").read_text())
     print(f"report written to {out / 'report.md'}")
 

@@ -48,7 +48,10 @@ def measure(target: Banana, eta: float, steps: int, chains: int, seed: int) -> l
         result = sampler.run(target.energy, z0)
         seconds = time.perf_counter() - start
         kept = result.subset(~result.diverged)  # a diverged chain is held at its (exact) start: leave it out
-        estimate, error = moments_with_errors(kept.last)  # the final state of each chain
+        if kept.diverged.numel() < 2:  # (nearly) every chain diverged: no moments
+            estimate = error = torch.full((2, 2), math.nan, dtype=torch.float64)
+        else:
+            estimate, error = moments_with_errors(kept.last)  # the final state of each chain
         exact = target.moments()
         rows.append({
             "sampler": name, "step_size": eta, "gradients": sampler.grad_evals,

@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import SHARED_CIFAR
-from lpc.data import DatasetNotFoundError, DigitsDataModule, FolderDataModule, MNISTDataModule
+from conftest import ROOT, SHARED_CIFAR
+from lpc.data import DatasetNotFoundError, DigitsDataModule, FolderDataModule, MNISTDataModule, MNISTTestSplitDataModule
 
 
 def write_images(root: Path, layout: dict[str, int], size: int = 12) -> None:
@@ -130,3 +130,26 @@ def test_folder_reads_the_shared_cifar10_zip():
     assert dm.classes[:3] == ["airplane", "automobile", "bird"] and len(dm.classes) == 10
     x, y = next(iter(dm.train_dataloader()))  # through a worker process: the zip handle is reopened there
     assert x.shape == (16, 3, 32, 32) and 0.0 <= x.min() and x.max() <= 1.0 and y.max() < 10
+
+
+SHARED_MNIST_T10K = ROOT.parent / "shared" / "data" / "mnist-t10k"
+
+
+@pytest.mark.skipif(not SHARED_MNIST_T10K.exists(), reason="needs ../shared/data/mnist-t10k")
+def test_mnist_test_split_is_cut_into_disjoint_train_and_test_images():
+    dm = MNISTTestSplitDataModule(root=SHARED_MNIST_T10K, batch_size=64)
+    dm.setup()
+    assert (len(dm.train_set), len(dm.val_set)) == (9000, 1000)
+    train = torch.stack([dm.train_set[i][0] for i in range(len(dm.train_set))])
+    test = torch.stack([dm.val_set[i][0] for i in range(len(dm.val_set))])
+    assert train.shape[1:] == (1, 28, 28) and 0.0 <= float(train.min()) and float(train.max()) == 1.0
+    assert torch.equal((train * 255).round() / 255, train)  # 8-bit levels
+    # the 10,000 images are all there once: none of the test images is among the training ones
+    keys = {hash(t.numpy().tobytes()) for t in train}
+    assert not any(hash(t.numpy().tobytes()) in keys for t in test[:200])
+    assert sorted({dm.val_set[i][1] for i in range(len(dm.val_set))}) == list(range(10))
+
+
+def test_mnist_test_split_names_the_files_it_needs(tmp_path):
+    with pytest.raises(DatasetNotFoundError, match="t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz not found"):
+        MNISTTestSplitDataModule(root=tmp_path).setup()

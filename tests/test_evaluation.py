@@ -145,8 +145,8 @@ def test_training_logs_the_evaluation_and_survives_missing_fid(compose_cfg, tmp_
     assert sum("FID skipped" in r.getMessage() for r in caplog.records) == 1
 
 
-@pytest.mark.parametrize("method,proposals", [
-    (["warmstart=none"], {"chain"}), (["warmstart=jeffreys"], {"chain", "encoder"}),
+@pytest.mark.parametrize("method,proposals", [  # warmstart=none and persistent: tests/test_sampler_runs.py
+    (["warmstart=jeffreys"], {"chain", "encoder"}),
     (["model=pc"], {"chain"}), (["model=vae"], {"encoder"}),
 ])
 def test_evaluate_py_on_a_checkpoint_of_each_method(compose_cfg, tmp_path, method, proposals):

@@ -4,6 +4,7 @@ from lpc.data.base import ImageDataModule
 from lpc.errors import DatasetNotFoundError
 from lpc.data.digits import DigitsDataModule
 from lpc.data.folder import FolderDataModule
+from lpc.data.mnist_t10k import MNISTTestSplitDataModule
 from lpc.data.torchvision_sets import CelebADataModule, CIFAR10DataModule, MNISTDataModule, SVHNDataModule
 
 __all__ = [
@@ -14,5 +15,6 @@ __all__ = [
     "FolderDataModule",
     "ImageDataModule",
     "MNISTDataModule",
+    "MNISTTestSplitDataModule",
     "SVHNDataModule",
 ]
