@@ -98,9 +98,7 @@ class PriorInit(nn.Module):
         return Proposal(self.draw(x.shape[0], x))
 
     def chain_starts(self, proposal: Proposal, chains: int) -> Tensor:
-        """(C * B, D) starts of C chains per example, chain-major: the proposal's z0, then fresh draws."""
-        if chains == 1:
-            return proposal.z0
+        """(C * B, D) starts of C > 1 chains per example, chain-major: the proposal's z0, then fresh draws."""
         return torch.cat([proposal.z0, self.draw((chains - 1) * len(proposal.z0), proposal.z0)])
 
 
@@ -141,11 +139,6 @@ class PersistentInit(PriorInit):
         self.reserve(int(index.max()) + 1, z)
         self.latents[index] = torch.where(keep[:, None], z, 0.0).to(self.latents.dtype)
         self.stored[index] = keep
-
-    def chain_starts(self, proposal: Proposal, chains: int) -> Tensor:
-        if chains != 1:
-            raise ValueError("warmstart=persistent keeps one chain per example: set sampler.chains=1")
-        return proposal.z0
 
     def get_extra_state(self) -> dict[str, Tensor]:
         return {"latents": self.latents.cpu(), "stored": self.stored.cpu()}
@@ -194,7 +187,7 @@ class AmortisedInit(nn.Module):
         return reparameterise(mean, log_std) if self.init == "sample" else mean
 
     def chain_starts(self, proposal: Proposal, chains: int) -> Tensor:
-        """(C * B, D) starts of C chains per example, chain-major: the proposal's z0, then C - 1
+        """(C * B, D) starts of C > 1 chains per example, chain-major: the proposal's z0, then C - 1
         further starts from q."""
         more = [self.start(proposal.mean, proposal.log_std).detach() for _ in range(chains - 1)]
         return torch.cat([proposal.z0, *more])

@@ -19,11 +19,10 @@ tables are also logged to W&B (offline unless WANDB_MODE/--wandb-online say othe
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import math
 import os
-import platform
-import re
 import shlex
 import statistics
 import subprocess
@@ -32,9 +31,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+import matplotlib
 import yaml
 
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.image as mpimg  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from lpc.provenance import commit, machine  # noqa: E402
+from lpc.samplers.targets import Banana  # noqa: E402
+from sampler_bias import markdown as bias_markdown, measure  # noqa: E402
 TRAIN = [sys.executable, str(ROOT / "train.py")]
 
 # Settings of each scale, on top of the experiment's own (which are the `small` scale).
@@ -143,8 +152,6 @@ def read_curves(csv_file: Path, final: dict | None) -> list[dict]:
     median update time (from the logged cost/ metrics, else the final ones)."""
     if not csv_file.exists():
         return []
-    import csv
-
     rows = list(csv.DictReader(csv_file.open()))
     final = final or {}
     step_ms = [float(r["cost/step_ms"]) for r in rows if r.get("cost/step_ms")] or [final.get("cost/step_ms", math.nan)]
@@ -162,20 +169,23 @@ def read_curves(csv_file: Path, final: dict | None) -> list[dict]:
     return curve
 
 
-def group_name(overrides: dict[str, str], keys: list[str]) -> str:
-    return " ".join(f"{k}={overrides.get(k, '-')}" for k in keys)
+def grouped(runs: list[dict], experiment: Experiment) -> dict[str, list[dict]]:
+    """The runs by group, ``"key=value ..."`` over the experiment's ``group_by`` keys, in sweep order."""
+    groups: dict[str, list[dict]] = {}
+    for run in runs:
+        name = " ".join(f"{k}={run['overrides'].get(k, '-')}" for k in experiment.group_by)
+        groups.setdefault(name, []).append(run)
+    return groups
 
 
 def table_rows(runs: list[dict], experiment: Experiment) -> list[dict]:
-    """One row per group: the number of runs, of failed runs, and mean and spread (sample standard
-    deviation over the repeats, 0 for one) of every metric."""
-    groups: dict[str, list[dict]] = {}
-    for run in runs:
-        groups.setdefault(group_name(run["overrides"], experiment.group_by), []).append(run)
+    """One row per group: its keys, the number of runs, of failed runs, and mean and spread (sample
+    standard deviation over the repeats, 0 for one) of every metric; sorted by ``x`` if numeric."""
     rows = []
-    for name, members in groups.items():
+    for name, members in grouped(runs, experiment).items():
         done = [m["summary"] for m in members if m["summary"] is not None]
-        row = {"group": name, "runs": len(members), "failed": len(members) - len(done)}
+        keys = {k: members[0]["overrides"].get(k) for k in experiment.group_by}
+        row = {"group": name, "keys": keys, "runs": len(members), "failed": len(members) - len(done)}
         for metric in LABELS:
             values = [d[metric] for d in done if d[metric] is not None and math.isfinite(d[metric])]
             row[metric] = statistics.fmean(values) if values else None
@@ -183,10 +193,14 @@ def table_rows(runs: list[dict], experiment: Experiment) -> list[dict]:
         spaces = {d["fd_space"] for d in done if d["fd_space"]}
         row["fd_space"] = ", ".join(sorted(spaces)) or None
         rows.append(row)
-    key = experiment.x
-    if key:
-        rows.sort(key=lambda r: (r["group"].split(f"{key}=")[0], float(r["group"].split(f"{key}=")[1].split()[0])))
+    if experiment.x:
+        rows.sort(key=lambda r: (line_name(r, experiment), float(r["keys"][experiment.x])))
     return rows
+
+
+def line_name(row: dict, experiment: Experiment) -> str:
+    """The row's keys other than ``x``: one line of a plot against ``x``."""
+    return " ".join(f"{k}={v}" for k, v in row["keys"].items() if k != experiment.x)
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -205,11 +219,6 @@ def markdown_table(rows: list[dict]) -> str:
 def plot_curves(runs: list[dict], experiment: Experiment, out: Path) -> list[Path]:
     """Log-likelihood bound and FD against SGD iterations, decoder-gradient evaluations and
     wall-clock, one line per group (mean over repeats at each evaluation)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     figures = []
     for metric in ("log_likelihood", "fd"):
         fig, axes = plt.subplots(1, 3, figsize=(15, 4))
@@ -244,30 +253,18 @@ def plot_curves(runs: list[dict], experiment: Experiment, out: Path) -> list[Pat
     return figures
 
 
-def grouped(runs: list[dict], experiment: Experiment) -> dict[str, list[dict]]:
-    groups: dict[str, list[dict]] = {}
-    for run in runs:
-        groups.setdefault(group_name(run["overrides"], experiment.group_by), []).append(run)
-    return groups
-
-
 def plot_against_x(rows: list[dict], experiment: Experiment, out: Path) -> list[Path]:
     """Each metric against the swept ``x`` (log axis), one line per value of the other key;
     groups whose runs all failed are marked with an x at the bottom."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     line_key = next(k for k in experiment.group_by if k != experiment.x)
     metrics = [m for m in ("log_likelihood", "fd", "accept_rate", "diverged_frac") if any(r[m] is not None for r in rows)]
     fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4), squeeze=False)
     lines: dict[str, list[dict]] = {}
     for r in rows:
-        lines.setdefault(r["group"].split(f"{experiment.x}=")[0].strip(), []).append(r)
+        lines.setdefault(line_name(r, experiment), []).append(r)
     for ax, metric in zip(axes[0], metrics):
         for name, members in lines.items():
-            xs = [float(r["group"].split(f"{experiment.x}=")[1].split()[0]) for r in members]
+            xs = [float(r["keys"][experiment.x]) for r in members]
             ys = [r[metric] if r[metric] is not None else math.nan for r in members]
             errs = [r[f"{metric}_std"] or 0.0 for r in members]
             ax.errorbar(xs, ys, yerr=errs, marker="o", capsize=3, label=name)
@@ -288,12 +285,6 @@ def plot_against_x(rows: list[dict], experiment: Experiment, out: Path) -> list[
 
 def plot_samples(runs: list[dict], experiment: Experiment, out: Path) -> list[Path]:
     """The last prior-sample grid of each group's first run, side by side."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.image as mpimg
-    import matplotlib.pyplot as plt
-
     picks = [(name, next((r["samples"] for r in members if r["samples"]), None)) for name, members in grouped(runs, experiment).items()]
     picks = [(n, p) for n, p in picks if p]
     if not picks:
@@ -308,20 +299,6 @@ def plot_samples(runs: list[dict], experiment: Experiment, out: Path) -> list[Pa
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return [path]
-
-
-def commit() -> str:
-    sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    return f"{sha}{' (with uncommitted changes)' if dirty else ''}"
-
-
-def machine() -> str:
-    import torch
-
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (f"{platform.node()}: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores, {device}; "
-            f"torch {torch.__version__}, {torch.get_num_threads()} threads per run")
 
 
 def commands(name: str, scale: str, extra: list[str], out: Path) -> list[list[str]]:
@@ -388,7 +365,7 @@ def write_report(name: str, scale: str, cmds: list[list[str]], extra: list[str],
     spaces = sorted({r["fd_space"] for r in rows if r["fd_space"]})
     lines = [
         f"# {name} ({scale} scale)", "",
-        f"- date: {report['date']}", f"- commit: {report['commit']}", f"- machine: {report['machine']}",
+        f"- date: {report['date']}", f"- commit: {report['commit']}", f"- machine: {report['machine']} per run",
         f"- runs: {len(runs)} ({sum(r['summary'] is None for r in runs)} failed, e.g. diverged)", "",
         "Commands (from the repository root; the first runs the rest and writes this report):", "", "```bash",
         *report["commands"], "```", "",
@@ -413,20 +390,9 @@ def write_report(name: str, scale: str, cmds: list[list[str]], extra: list[str],
 
 def exact_target_bias(rows: list[dict], scale: str) -> list[dict]:
     """scripts/sampler_bias.py at the experiment's step sizes (fewer chains at --scale tiny)."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from sampler_bias import measure
-
-    from lpc.samplers.targets import Banana
-
-    steps = sorted({float(r["group"].split("step_size=")[1].split()[0]) for r in rows})
+    steps = sorted({float(r["keys"]["step_size"]) for r in rows})
     chains, num_steps = (2000, 20) if scale == "tiny" else (100_000, 100)
     return [row for eta in steps for row in measure(Banana(), eta, num_steps, chains, seed=0)]
-
-
-def bias_markdown(rows: list[dict]) -> str:
-    from sampler_bias import markdown
-
-    return markdown(rows)
 
 
 def log_to_wandb(project: str, name: str, scale: str, out: Path, rows: list[dict], figures: list[Path]) -> None:

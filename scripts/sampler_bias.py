@@ -18,14 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
-import subprocess
 import time
 from pathlib import Path
 
 import torch
 
 from lpc.samplers import HMCSampler, LangevinSampler, MALASampler
+from lpc.provenance import commit, machine
 from lpc.samplers.targets import Banana, moments_with_errors
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,12 +85,10 @@ def main() -> None:
     target = Banana()
     rows = [row for eta in args.steps for row in measure(target, eta, args.num_steps, args.chains, args.seed)]
     print(markdown(rows))
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     out = ROOT / "outputs" / "sampler_bias" / "banana.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"target": "banana(bend=0.5, sigma=0.5)", "chains": args.chains, "num_steps": args.num_steps,
-                               "seed": args.seed, "commit": commit, "machine": platform.platform(),
-                               "torch_threads": torch.get_num_threads(), "rows": rows}, indent=2))
+                               "seed": args.seed, "commit": commit(), "machine": machine(), "rows": rows}, indent=2))
     print(f"\nwritten to {out}")
 
 

@@ -5,9 +5,7 @@ See ``configs/train_feature_net.yaml`` for the options and the commands that mad
 
 import logging
 import os
-import platform
 import shlex
-import subprocess
 import sys
 import time
 from datetime import datetime, timezone
@@ -26,15 +24,9 @@ from lpc.feature_net import (  # noqa: E402
     FEATURE_LAYER, accuracy, content_sha256, save_feature_net, stack_split, train_classifier,
 )
 from lpc.networks.classifier import ConvClassifier  # noqa: E402
+from lpc.provenance import commit, machine  # noqa: E402
 
 log = logging.getLogger("train_feature_net")
-
-
-def commit() -> str:
-    """The repository's commit, with ``-dirty`` if the working tree has changes."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    return (git("rev-parse", "HEAD") or "unknown") + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="train_feature_net")
@@ -72,7 +64,7 @@ def main(cfg: DictConfig) -> float:
         "architecture": f"ConvClassifier(widths={list(cfg.widths)})",
         "training": {k: cfg[k] for k in ("epochs", "batch_size", "lr", "weight_decay", "label_smoothing", "padding", "flip", "seed")},
         "train_seconds": round(seconds),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads",
+        "machine": machine(),
         "command": "python scripts/train_feature_net.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
         "commit": commit(),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),

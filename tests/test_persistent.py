@@ -6,8 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from lpc.build import build
+from lpc.errors import ConfigError
 from lpc.training import train
-from lpc.warmstart import PersistentInit, Proposal
+from lpc.warmstart import PersistentInit
 
 
 def test_chains_restart_from_the_stored_latents():
@@ -23,8 +25,11 @@ def test_chains_restart_from_the_stored_latents():
     restored = PersistentInit(latent_dim=3, scale=0.0)
     restored.load_state_dict(init.state_dict())  # the buffer travels in the module's state (checkpoints)
     assert torch.equal(restored(x[:3], torch.tensor([9, 2, 5])).z0, z0)
-    with pytest.raises(ValueError, match="sampler.chains=1"):
-        init.chain_starts(Proposal(z), chains=2)
+
+
+def test_persistent_chains_refuse_several_chains_before_training(compose_cfg):
+    with pytest.raises(ConfigError, match="model: warmstart=persistent keeps one chain per example: set sampler.chains=1"):
+        build(compose_cfg("warmstart=persistent", "sampler.chains=2"))
 
 
 def test_persistent_chains_continue_after_a_resume(compose_cfg, tmp_path):

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
+from wandb_records import history_keys
 
 EXPERIMENTS = ["lpc_vs_vae", "warmstart_objectives", "step_size_robustness", "ula_vs_mala", "tuned"]
 FIGURES = {
@@ -68,3 +69,7 @@ def test_report_table_equals_the_metrics_in_the_runs_files(tmp_path):
     # and the markdown shows the same numbers
     text = (tmp_path / "report.md").read_text()
     assert f"| method=lpc | 2 (0) | {rows['method=lpc']['log_likelihood']:.4g} ± " in text
+    # --wandb logs the same table and the figures to an (offline) W&B run
+    reproduce("warmstart_objectives", tmp_path, "--report-only", "--wandb", "lpc-test", "--", "method=lpc,lpc_jeffreys", "seed=0,1")
+    logged = history_keys(next(tmp_path.glob("wandb/offline-run-*/run-*.wandb")))
+    assert {"report/table/_type", "report/log_likelihood_curves/_type", "report/samples/_type"} <= logged

@@ -73,6 +73,8 @@ class LangevinPC(GenerativeModule):
             raise ValueError(f"model.grad_from must be one of {list(GRAD_FROM)}, got {grad_from!r}")
         if on_divergence not in ON_DIVERGENCE:
             raise ValueError(f"model.on_divergence must be one of {list(ON_DIVERGENCE)}, got {on_divergence!r}")
+        if getattr(warmstart, "needs_example_index", False) and sampler.chains > 1:
+            raise ValueError("warmstart=persistent keeps one chain per example: set sampler.chains=1")
         if not 0.0 < backoff_factor < 1.0:
             raise ValueError(f"model.backoff_factor must be in (0, 1), got {backoff_factor}")
         self.sampler = sampler
@@ -103,7 +105,8 @@ class LangevinPC(GenerativeModule):
         """Run the inner loop (``sampler``, else the model's) for x: C chains per example, started
         from the proposal, else from the warm-start."""
         sampler = sampler or self.sampler
-        z0 = self.warmstart.chain_starts(self.warmstart(x) if proposal is None else proposal, sampler.chains)
+        proposal = self.warmstart(x) if proposal is None else proposal
+        z0 = proposal.z0 if sampler.chains == 1 else self.warmstart.chain_starts(proposal, sampler.chains)
         return sampler.run(partial(self.energy, repeat_batch(x, sampler.chains)), z0)
 
     def sample_energies(self, x: Tensor, samples: Tensor, fit_scale: bool = False) -> tuple[Tensor, Tensor]:

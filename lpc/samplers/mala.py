@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from lpc.samplers.adaptation import dual_averaging_init, dual_averaging_update
+from lpc.samplers.adaptation import DualAveragingState, dual_averaging_init, dual_averaging_update
 from lpc.samplers.chain import ChainSampler, ChainState, EnergyFn, StepSize, energy_and_grad, select_rows
 from lpc.samplers.langevin import langevin_step
 
@@ -64,7 +64,8 @@ class MetropolisSampler(ChainSampler):
         """The chain's T transitions, plus the gradient at z0 (the first proposal needs it)."""
         return self.num_steps * self.grads_per_step + 1
 
-    def next_step_size(self, t, step_size, adaptation, accept):
+    def next_step_size(self, t: int, step_size: StepSize, adaptation: DualAveragingState | None,
+                       accept: Tensor | None) -> tuple[StepSize, DualAveragingState | None]:
         if not self.adapt_step_size or t > self.burn_in:
             return step_size, adaptation
         if adaptation is None:
