@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -89,6 +90,10 @@ def build(cfg: DictConfig) -> tuple[ImageDataModule, GenerativeModule]:
             f"trainer.precision={cfg.trainer.precision} is not supported: fp16 loss scaling does not fit lpc's "
             f"manual optimisation; use trainer.precision=bf16-mixed or 32"
         )
+    if cfg.get("sampler", {}).get("compile") == "cuda_graph" and (
+            not torch.cuda.is_available() or cfg.get("trainer", {}).get("accelerator") == "cpu"):
+        raise ConfigError("sampler.compile=cuda_graph needs a CUDA GPU (trainer=gpu), and this run has none: "
+                          "use sampler.compile=eager (or torch_compile)")
     datamodule: ImageDataModule = instantiate_checked(cfg.data, "data")
     model: GenerativeModule = instantiate_checked(cfg.model, "model")
     check_compatible(model, datamodule)

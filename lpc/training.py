@@ -10,6 +10,7 @@ import warnings
 from pathlib import Path
 
 import lightning as L
+import torch
 from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -72,12 +73,19 @@ def optimized_value(metrics: dict[str, float], name: str | None) -> float | None
     return metrics[name]
 
 
+def set_tf32(enabled: bool) -> None:
+    """TF32 (``tf32=true``) or IEEE fp32 (false) for CUDA matmuls and cuDNN convolutions."""
+    torch.set_float32_matmul_precision("high" if enabled else "highest")
+    torch.backends.cudnn.allow_tf32 = enabled
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Build data, model, callbacks, loggers and trainer from ``cfg``; fit; return the final metrics.
 
     The metrics are also written to ``<output_dir>/metrics.json`` (by rank 0).
     """
     L.seed_everything(resolve_seed(cfg), workers=True)  # before the model exists: its initial weights follow the seed
+    set_tf32(bool(cfg.get("tf32", False)))
     datamodule, model = build(cfg)  # a config that cannot work fails here, before anything is read
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     ckpt_path = resume_checkpoint(cfg, overrides)

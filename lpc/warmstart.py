@@ -113,20 +113,19 @@ class PersistentInit(PriorInit):
 
     def __init__(self, latent_dim: int, scale: float = 1.0):
         super().__init__(latent_dim, scale)
-        self.latents = torch.zeros(0, latent_dim)  # (N, D), grown to the largest index seen
+        self.latents = torch.zeros(0, latent_dim)  # (N, D), sized by ``reserve`` before training
         self.stored = torch.zeros(0, dtype=torch.bool)  # (N,) whether an example has a stored latent
 
     def forward(self, x: Tensor, index: Tensor | None = None) -> Proposal:
         fresh = self.draw(x.shape[0], x)
         if index is None:
             return Proposal(fresh)
-        self.reserve(int(index.max()) + 1, x)
         return Proposal(torch.where(self.stored[index][:, None], self.latents[index].to(x.dtype), fresh))
 
-    def reserve(self, size: int, like: Tensor) -> None:
-        """Grow the buffer to ``size`` examples, on the device of ``like``."""
-        if self.latents.device != like.device:
-            self.latents, self.stored = self.latents.to(like.device), self.stored.to(like.device)
+    def reserve(self, size: int, device: torch.device) -> None:
+        """Make room for ``size`` examples (the training set's; ``LangevinPC`` calls this as training
+        starts), on ``device``. Sized up front, the buffer is read and written without a host sync."""
+        self.latents, self.stored = self.latents.to(device), self.stored.to(device)
         if size > len(self.stored):
             grow = size - len(self.stored)
             self.latents = torch.cat([self.latents, self.latents.new_zeros(grow, self.latent_dim)])
@@ -136,7 +135,6 @@ class PersistentInit(PriorInit):
         """Remember z (B, D) as the latent of the examples ``index`` (B,) where ``keep`` (B,); an
         example whose chain is not kept (diverged) starts afresh next time."""
         index, z, keep = gather_rows(index, z.detach(), keep)
-        self.reserve(int(index.max()) + 1, z)
         self.latents[index] = torch.where(keep[:, None], z, 0.0).to(self.latents.dtype)
         self.stored[index] = keep
 

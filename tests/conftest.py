@@ -11,14 +11,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig
 
-import lpc.resolvers  # noqa: F401 - the configs' ${lpc.*:} resolvers
+from lpc.compose import compose_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_CIFAR = ROOT.parent / "shared" / "data" / "cifar10" / "cifar10_jpeg.zip"
+SHARED_MNIST_T10K = ROOT.parent / "shared" / "data" / "mnist-t10k"
 os.environ.setdefault("LPC_ROOT", str(ROOT))
 os.environ.setdefault("WANDB_SILENT", "true")
 torch.set_num_threads(2)
@@ -30,16 +29,7 @@ def compose_cfg(tmp_path: Path):
     writing into tmp_path."""
 
     def _compose(*overrides: str) -> DictConfig:
-        with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "configs")):
-            cfg = compose(config_name="train", overrides=list(overrides), return_hydra_config=True)
-        OmegaConf.set_readonly(cfg.hydra, False)
-        with open_dict(cfg):
-            cfg.hydra.runtime.output_dir = str(tmp_path)
-            cfg.hydra.runtime.cwd = str(ROOT)
-            cfg.hydra.job.num = 0
-            cfg.paths.log_dir = str(tmp_path)
-        HydraConfig.instance().set_config(cfg)
-        return cfg
+        return compose_config(list(overrides), tmp_path)
 
     return _compose
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import ROOT, SHARED_CIFAR
+from conftest import SHARED_CIFAR, SHARED_MNIST_T10K
 from lpc.data import DatasetNotFoundError, DigitsDataModule, FolderDataModule, MNISTDataModule, MNISTTestSplitDataModule
 
 
@@ -130,9 +130,6 @@ def test_folder_reads_the_shared_cifar10_zip():
     assert dm.classes[:3] == ["airplane", "automobile", "bird"] and len(dm.classes) == 10
     x, y = next(iter(dm.train_dataloader()))  # through a worker process: the zip handle is reopened there
     assert x.shape == (16, 3, 32, 32) and 0.0 <= x.min() and x.max() <= 1.0 and y.max() < 10
-
-
-SHARED_MNIST_T10K = ROOT.parent / "shared" / "data" / "mnist-t10k"
 
 
 @pytest.mark.skipif(not SHARED_MNIST_T10K.exists(), reason="needs ../shared/data/mnist-t10k")

@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import TensorDataset
 from torchvision.transforms.functional import gaussian_blur
 
-from conftest import ROOT, SHARED_CIFAR, run_train
+from conftest import ROOT, SHARED_CIFAR, SHARED_MNIST_T10K, run_train
 from lpc.data import DigitsDataModule, FolderDataModule
 from lpc.errors import ConfigError
 from lpc.evaluation import Evaluator, LikelihoodBounds, SampleQuality
@@ -20,6 +20,7 @@ from lpc.feature_net import SHIPPED_DIR, load_feature_net
 from lpc.metrics.features import ClassifierFeatures, FeaturesUnavailableError
 from lpc.metrics.frechet import frechet_distance
 from lpc.networks import ConvDecoder, MLPDecoder
+from lpc.training import train
 from test_evaluation import StubModel
 from test_metrics import scipy_frechet
 
@@ -139,6 +140,14 @@ def test_training_logs_classifier_metrics_and_refuses_a_misfit(tmp_path):
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "ConfigError" in proc.stdout + proc.stderr
     assert not (tmp_path / "bad" / "checkpoints").exists()
+
+
+@pytest.mark.skipif(not SHARED_MNIST_T10K.exists(), reason="needs ../shared/data/mnist-t10k")
+def test_the_mnist_test_split_is_measured_by_its_own_shipped_network(compose_cfg, tmp_path):
+    metrics = train(compose_cfg("data=mnist_t10k", f"data.root={SHARED_MNIST_T10K}", "trainer.max_steps=4",
+                                "trainer.val_check_interval=4", "num_steps=4", "burn_in=2", "eval=fast",
+                                "eval.features=classifier", "logger=csv", "callbacks.image_grids.every_n_steps=0"))
+    assert metrics["eval/fd_mnist_t10k_cnn"] > 0 and "eval/kid_mnist_t10k_cnn" in metrics
 
 
 @needs_cifar

@@ -16,6 +16,7 @@ def test_chains_restart_from_the_stored_latents():
     init = PersistentInit(latent_dim=3, scale=0.0)  # fresh starts are 0, so stored ones stand out
     x = torch.zeros(4, 1, 2, 2)
     index = torch.tensor([5, 0, 9, 2])
+    init.reserve(10, x.device)  # the training set's size
     assert (init(x, index).z0 == 0).all()  # first visit
     z = torch.randn(4, 3)
     init.store(index, z, keep=torch.tensor([True, True, False, True]))  # example 9's chain diverged

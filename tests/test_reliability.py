@@ -53,7 +53,7 @@ BAD_CONFIGS = [
     (["warmstart=jeffreys", "warmstart.objective=kl"], "warmstart objective must be one of"),
     (["data=folder"], "data.root is required: set data.root=<value>"),
     (["likelihood=gaussian_learned", "likelihood.min_sigma=0"], "likelihood.min_sigma must be > 0, got 0"),
-    (["+trainer.precision=16-mixed"], "trainer.precision=16-mixed is not supported"),
+    (["trainer.precision=16-mixed"], "trainer.precision=16-mixed is not supported"),
     (["+logger.wandb.ofline=true"], "unknown key logger.wandb.ofline (did you mean offline?)"),
 ]
 
@@ -76,7 +76,8 @@ def test_a_bug_in_a_constructor_keeps_its_traceback(compose_cfg):
     with pytest.raises(Exception) as err:
         build(compose_cfg("sampler._target_=test_reliability.Broken", "~sampler.step_size",
                           "~sampler.num_steps", "~sampler.burn_in", "~sampler.thin", "~sampler.chains",
-                          "~sampler.preconditioner", "~sampler.freeze_precond", "~sampler.max_latent_norm"))
+                          "~sampler.preconditioner", "~sampler.freeze_precond", "~sampler.max_latent_norm",
+                          "~sampler.compile", "~sampler.compile_options"))
     assert not isinstance(err.value, ConfigError) and "a bug" in str(err.value)
 
 

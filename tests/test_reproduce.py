@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import ROOT, SHARED_MNIST_T10K
 from wandb_records import history_keys
 
 EXPERIMENTS = ["lpc_vs_vae", "warmstart_objectives", "step_size_robustness", "ula_vs_mala", "tuned"]
@@ -73,3 +73,13 @@ def test_report_table_equals_the_metrics_in_the_runs_files(tmp_path):
     reproduce("warmstart_objectives", tmp_path, "--report-only", "--wandb", "lpc-test", "--", "method=lpc,lpc_jeffreys", "seed=0,1")
     logged = history_keys(next(tmp_path.glob("wandb/offline-run-*/run-*.wandb")))
     assert {"report/table/_type", "report/log_likelihood_curves/_type", "report/samples/_type"} <= logged
+
+
+@pytest.mark.skipif(not SHARED_MNIST_T10K.exists(), reason="needs ../shared/data/mnist-t10k")
+def test_an_experiment_runs_on_the_mnist_test_split(tmp_path):
+    """The small scale's second dataset: the grid on MNIST's test split, measured by its own feature network."""
+    report = reproduce("lpc_vs_vae", tmp_path, "--", "data=mnist_t10k", f"data.root={SHARED_MNIST_T10K}",
+                       "method=lpc,vae")
+    assert [row["group"] for row in report["table"]] == ["method=lpc", "method=vae"]
+    assert all(row["failed"] == 0 and row["fd"] > 0 for row in report["table"])
+    assert "mnist_t10k_cnn features (offline, not FID)" in (tmp_path / "report.md").read_text()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from functools import partial
 
 import torch
 from torch import Tensor, nn
@@ -107,7 +106,7 @@ class LangevinPC(GenerativeModule):
         sampler = sampler or self.sampler
         proposal = self.warmstart(x) if proposal is None else proposal
         z0 = proposal.z0 if sampler.chains == 1 else self.warmstart.chain_starts(proposal, sampler.chains)
-        return sampler.run(partial(self.energy, repeat_batch(x, sampler.chains)), z0)
+        return sampler.run(self.energy, z0, repeat_batch(x, sampler.chains))
 
     def sample_energies(self, x: Tensor, samples: Tensor, fit_scale: bool = False) -> tuple[Tensor, Tensor]:
         """E(x_b, z_{s,b}) for every given sample (S, B), and the decoder output at z_T (B, C, H, W).
@@ -231,6 +230,11 @@ class LangevinPC(GenerativeModule):
         super().on_validation_epoch_end()
         if self.energy_trace and self.global_rank == 0 and not self.trainer.sanity_checking:
             log_line(self.trainer.loggers, "val/energy_trace", self.energy_trace, "step", "energy", self.global_step)
+
+    def on_train_start(self) -> None:
+        """Persistent chains: a buffer row for every training example (after a checkpoint's is loaded)."""
+        if self.needs_example_index:
+            self.warmstart.reserve(len(self.trainer.train_dataloader.dataset), self.device)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)

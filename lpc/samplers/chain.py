@@ -14,15 +14,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import Tensor
 
+from lpc.samplers.compiled import LoopRunner
 from lpc.samplers.diagnostics import ess_bulk, rhat
 from lpc.samplers.preconditioners import IdentityPreconditioner, Preconditioner
 
 EnergyFn = Callable[[Tensor], Tensor]  # z (N, D) -> E(x, z) per row (N,)
+DataEnergyFn = Callable[..., Tensor]  # (*data, z) -> E per row (N,): what ``ChainSampler.run`` takes
 StepSize = Tensor | float  # a scalar, or (N, 1) per chain when it adapts
 
 
@@ -145,6 +148,10 @@ class ChainSampler:
         chains: C >= 1 chains per example; ``run`` then takes z0 with C * B rows (chain-major,
             each from its own start) and an ``energy_fn`` over those rows, and reports split R-hat
             and bulk ESS across the chains.
+        compile: how the loop runs: ``eager`` (the reference), ``torch_compile`` (the energy
+            compiled) or ``cuda_graph`` (the whole loop replayed from one CUDA graph); see
+            ``lpc.samplers.compiled``.
+        compile_options: keyword arguments of ``torch.compile`` for ``compile=torch_compile``.
     """
 
     step_size: float
@@ -155,6 +162,8 @@ class ChainSampler:
     freeze_precond: bool = True
     max_latent_norm: float = 100.0
     chains: int = 1
+    compile: str = "eager"
+    compile_options: dict[str, Any] = field(default_factory=dict)
 
     grads_per_step: ClassVar[int] = 1  # energy gradients one transition costs
     noise: ClassVar[bool] = True  # False: an optimiser, not a sampler (its samples approximate no posterior)
@@ -173,6 +182,7 @@ class ChainSampler:
         if self.chains < 1:
             raise ValueError(f"sampler.chains must be >= 1, got {self.chains}")
         self._kept = set(kept_steps(self.num_steps, self.burn_in, self.thin))
+        self._runner = LoopRunner(self.compile, self.compile_options)
 
     @property
     def num_samples(self) -> int:
@@ -194,10 +204,20 @@ class ChainSampler:
         """The step size for step t + 1 and the adaptation's state (constant unless a subclass adapts it)."""
         return step_size, adaptation
 
-    def run(self, energy_fn: EnergyFn, z0: Tensor) -> ChainResult:
-        """Run the N = C * B chains in parallel from z0 (N, D)."""
+    def run(self, energy_fn: DataEnergyFn, z0: Tensor, *data: Tensor) -> ChainResult:
+        """Run the N = C * B chains in parallel from z0 (N, D) on E(z) = energy_fn(*data, z) (N,),
+        e.g. ``run(energy, z0, x)`` with ``energy(x, z)``. The tensors the energy depends on are
+        passed as ``data`` (not held by ``energy_fn``), so that a captured loop sees new ones."""
         if z0.shape[0] % self.chains:
             raise ValueError(f"z0 has {z0.shape[0]} rows, not a multiple of sampler.chains={self.chains}")
+        outputs = self._runner(self.loop, energy_fn, z0, *data, key=self.step_size)
+        return merge_chains(*outputs, self.chains)
+
+    def loop(self, energy_fn: DataEnergyFn, z0: Tensor, *data: Tensor) -> tuple:
+        """The T transitions from z0 without a host synchronisation (so it can be captured as a
+        CUDA graph): the kept samples (S, N, D), the energies (T, N), the final M, the diverged
+        rows (N,), the acceptance rates (N,) or None and the final step size, per row."""
+        energy_fn = partial(energy_fn, *data)
         z0 = z0.detach()
         start = state = ChainState(z0, *energy_and_grad(energy_fn, z0))
         precond = self.preconditioner.init(z0)
@@ -224,4 +244,4 @@ class ChainSampler:
             if t in self._kept:
                 samples.append(state.z)
         accept_rate = torch.stack(accepts).mean(0) if accepts else None
-        return merge_chains(torch.stack(samples), torch.stack(energies), scale, diverged, accept_rate, step_size, self.chains)
+        return torch.stack(samples), torch.stack(energies), scale, diverged, accept_rate, step_size

@@ -1,0 +1,133 @@
+"""How a sampler's T-step loop is executed: ``sampler.compile``.
+
+- ``eager``: the reference and the default; every step's kernels are launched from Python.
+- ``torch_compile``: the energy E(x, z) (decoder and likelihood, forward and backward) is compiled
+  by ``torch.compile`` (``sampler.compile_options`` are its keyword arguments, e.g. ``backend`` or
+  ``mode``), once per input shape; the loop stays in Python. CPU or GPU. Fused kernels sum in
+  another order, so each energy and gradient agrees with eager to rounding, not bit for bit, and
+  where the chain's dynamics expand the two chains drift apart over the steps.
+- ``cuda_graph``: the whole loop (T energy gradients, the preconditioner, the transitions, the
+  divergence checks and the kept samples) is captured once as one CUDA graph per energy, input
+  shapes and step size, and replayed for every batch: one launch instead of thousands, which is
+  what the inner loop is bound by on a GPU. The graph runs eager's kernels on eager's inputs;
+  its noise is drawn inside the graph from the CUDA generator, whose offset advances on every
+  replay, so each batch gets fresh noise and, from the same generator state, the same chain as
+  eager. Needs a CUDA device and static shapes (training batches are, with ``data.drop_last=true``;
+  other sizes, e.g. a last validation batch, get a graph of their own). The decoder's weights
+  are read where they lie, so optimizer steps between replays are seen; moving the model to
+  another device captures anew.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from contextlib import AbstractContextManager, nullcontext
+
+import torch
+from torch import Tensor
+
+log = logging.getLogger(__name__)
+
+COMPILE_MODES = ("eager", "torch_compile", "cuda_graph")
+Loop = Callable[..., tuple]  # loop(energy_fn, z0, *data) -> tuple of tensors (and fixed Python values)
+
+
+def clone_outputs(outputs: tuple) -> tuple:
+    """A copy of a graph's outputs that the next replay will not overwrite (non-tensors as they are)."""
+    return tuple(o.clone() if isinstance(o, Tensor) else o for o in outputs)
+
+
+class CUDAGraphLoop:
+    """``fn(*inputs)`` captured once as a CUDA graph on static copies of the inputs, then replayed.
+
+    Capture follows the CUDA-graph recipe of the PyTorch docs: two warm-up runs on a side stream
+    (lazy initialisation of cuBLAS/cuDNN and autograd happens outside the graph), then the capture;
+    under autocast, capture with autocast's weight cache off (a cached cast would outlive the graph).
+    The warm-ups run under a forked RNG state, so the caller's random stream is as if only the
+    replay had run.
+    """
+
+    def __init__(self, fn: Callable[..., tuple], inputs: tuple[Tensor, ...]):
+        device = inputs[0].device
+        if device.type != "cuda":
+            raise ValueError(f"sampler.compile=cuda_graph needs a CUDA device, and the chains are on {device}: "
+                             "use sampler.compile=eager (or torch_compile) there")
+        self.static_inputs = tuple(t.clone() for t in inputs)
+        with torch.random.fork_rng(devices=[device]):
+            side = torch.cuda.Stream(device)
+            side.wait_stream(torch.cuda.current_stream(device))
+            with torch.cuda.stream(side):
+                for _ in range(2):
+                    fn(*self.static_inputs)
+            torch.cuda.current_stream(device).wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph), autocast_without_cache(device):
+            self.static_outputs = fn(*self.static_inputs)
+
+    def __call__(self, *inputs: Tensor) -> tuple:
+        for static, new in zip(self.static_inputs, inputs):
+            static.copy_(new)
+        self.graph.replay()
+        return clone_outputs(self.static_outputs)
+
+
+def autocast_without_cache(device: torch.device) -> AbstractContextManager:
+    """The autocast in force on ``device`` (if any), with its weight cache off."""
+    if not torch.is_autocast_enabled(device.type):
+        return nullcontext()
+    return torch.autocast(device.type, dtype=torch.get_autocast_dtype(device.type), cache_enabled=False)
+
+
+class LoopRunner:
+    """Runs a sampler's ``loop(energy_fn, z0, *data)`` in one of the ``COMPILE_MODES``, keeping
+    what it compiled or captured (per energy; graphs also per input shapes, dtypes and devices, and
+    the caller's ``key``: the Python values the loop bakes in, e.g. the step size).
+
+    ``graph`` builds a captured loop from (fn, inputs); a stand-in for ``CUDAGraphLoop`` lets the
+    tests drive the caching and static-buffer logic on a CPU. At most ``max_graphs`` graphs are
+    held (least recently used dropped), each with its own memory pool.
+    """
+
+    def __init__(self, mode: str = "eager", compile_options: dict | None = None,
+                 graph: Callable[[Callable[..., tuple], tuple[Tensor, ...]], Callable[..., tuple]] = CUDAGraphLoop,
+                 max_graphs: int = 8):
+        if mode not in COMPILE_MODES:
+            raise ValueError(f"sampler.compile must be one of {list(COMPILE_MODES)}, got {mode!r}")
+        if compile_options and mode != "torch_compile":
+            raise ValueError("sampler.compile_options are torch.compile's arguments: set sampler.compile=torch_compile")
+        self.mode = mode
+        self.compile_options = dict(compile_options or {})
+        self.graph = graph
+        self.max_graphs = max_graphs
+        self.compiled: dict[Hashable, Callable[..., Tensor]] = {}
+        self.graphs: OrderedDict[Hashable, Callable[..., tuple]] = OrderedDict()
+
+    def __call__(self, loop: Loop, energy_fn: Callable[..., Tensor], z0: Tensor, *data: Tensor, key: Hashable = ()) -> tuple:
+        if self.mode == "eager":
+            return loop(energy_fn, z0, *data)
+        if self.mode == "torch_compile":
+            if energy_fn not in self.compiled:
+                self.compiled[energy_fn] = torch.compile(energy_fn, **self.compile_options)
+            return loop(self.compiled[energy_fn], z0, *data)
+        return self.replay(loop, energy_fn, (z0, *data), key)
+
+    def replay(self, loop: Loop, energy_fn: Callable[..., Tensor], inputs: tuple[Tensor, ...], key: Hashable) -> tuple:
+        """The loop replayed from its graph for these inputs' shapes, captured first if new."""
+        signature = (energy_fn, key, torch.is_autocast_enabled(inputs[0].device.type),
+                     tuple((t.shape, t.dtype, t.device) for t in inputs))
+        if signature not in self.graphs:
+            log.info("capturing the inner loop as a CUDA graph for inputs %s", [tuple(t.shape) for t in inputs])
+            try:
+                self.graphs[signature] = self.graph(lambda *static: loop(energy_fn, *static), inputs)
+            except RuntimeError as err:
+                raise RuntimeError(
+                    f"capturing the inner loop as a CUDA graph failed: {err}. Something in the decoder or likelihood "
+                    "waits on the GPU (e.g. .item(), a data-dependent shape) or allocates on the CPU; run it with "
+                    "sampler.compile=eager or torch_compile"
+                ) from err
+            while len(self.graphs) > self.max_graphs:
+                self.graphs.popitem(last=False)
+        self.graphs.move_to_end(signature)
+        return self.graphs[signature](*inputs)

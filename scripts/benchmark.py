@@ -1,0 +1,310 @@
+"""What the inner loop and an update cost on this machine: eager vs the fast modes (``sampler.compile``)
+vs a raw CUDA-graph replay of the same Langevin math, written here as the ceiling.
+
+    python scripts/benchmark.py            # on a GPU: dcgan32 and mlp, batch 64/128/512, T = 100
+    python scripts/benchmark.py --tiny     # small sizes (the CPU's default; what the tests run)
+
+Measured, per decoder and batch size (the model is built from the project's configs, as train.py
+builds it; data shaped as CIFAR-10, 3 x 32 x 32, random pixels: only shapes matter):
+  inner    ms per Langevin step of ``LangevinPC.infer`` (the call training makes) in each mode, and of
+           the raw graph; (fast mode) / (raw graph) and eager / (fast mode)
+  memory   peak memory of one inner loop (capture included) at T = 10 and T = 200, per mode
+  outer    ms per training step through Lightning (one LPC update: warm-start, T steps with burn-in
+           T / 2, the learning pass and the optimizer; and one VAE update), at T in --outer-steps
+  match    the largest difference between a fast mode's chain and eager's from the same seed
+  precision  energy and grad_z E of fp32 against TF32 and bf16 autocast (relative errors)
+Timing: CUDA events (perf_counter on a CPU) around each call after warm-up calls, the median over
+--repeats calls. Writes <out>/benchmark.json and benchmark.md (the tables, machine, commit, command).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import statistics
+import sys
+import logging
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+from torch.utils.data import DataLoader, TensorDataset
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("LPC_ROOT", str(ROOT))
+
+from lpc.build import build  # noqa: E402
+from lpc.compose import compose_config  # noqa: E402
+from lpc.provenance import commit, machine  # noqa: E402
+from lpc.training import set_tf32  # noqa: E402
+
+SHAPE = (3, 32, 32)
+
+
+def build_model(device: torch.device, out: Path, decoder: str, batch: int, steps: int, mode: str = "eager",
+                model: str = "pc_langevin", latent: int = 128, compile_backend: str | None = None) -> L.LightningModule:
+    """The model train.py would build for these overrides (as a job in ``out``), on ``device``."""
+    overrides = ["data=cifar10", f"decoder={decoder}", f"encoder={decoder}", f"model={model}", f"latent_dim={latent}",
+                 f"batch_size={batch}", f"num_steps={steps}", f"burn_in={steps // 2}", f"sampler.compile={mode}"]
+    if mode == "torch_compile" and compile_backend:
+        overrides.append(f"+sampler.compile_options.backend={compile_backend}")
+    cfg = compose_config(overrides, out)
+    torch.manual_seed(0)
+    return build(cfg)[1].to(device)
+
+
+def clock(device: torch.device) -> Callable[[], Callable[[], float]]:
+    """start() -> stop(), where stop() gives the milliseconds since start (CUDA events on a GPU)."""
+    def start() -> Callable[[], float]:
+        if device.type == "cuda":
+            begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            begin.record()
+            return lambda: (end.record(), end.synchronize(), begin.elapsed_time(end))[-1]
+        t0 = time.perf_counter()
+        return lambda: 1e3 * (time.perf_counter() - t0)
+    return start
+
+
+def median_ms(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int) -> float:
+    for _ in range(warmup):
+        fn()
+    start = clock(device)
+    times = []
+    for _ in range(repeats):
+        stop = start()
+        fn()
+        times.append(stop())
+    return statistics.median(times)
+
+
+def peak_mib(fn: Callable[[], object], device: torch.device) -> float | None:
+    """Peak memory allocated while ``fn`` runs, above what was allocated before (None on a CPU)."""
+    if device.type != "cuda":
+        fn()
+        return None
+    torch.cuda.synchronize(device)
+    base = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    fn()
+    torch.cuda.synchronize(device)
+    return (torch.cuda.max_memory_allocated(device) - base) / 2**20
+
+
+def raw_graph_ms(model, x: torch.Tensor, steps: int, repeats: int, warmup: int) -> float:
+    """ms per step of the bare loop replayed from one CUDA graph: T preconditioned Langevin steps
+    (Adam-style M during burn-in, as the project's default) with no bookkeeping."""
+    sampler, energy = model.sampler, model.energy
+    precond = sampler.preconditioner
+    static_x, static_z = x.clone(), torch.randn(len(x), model.latent_dim, device=x.device)
+
+    def loop() -> torch.Tensor:
+        z, v, scale = static_z, torch.zeros_like(static_z), 1.0
+        for t in range(1, steps + 1):
+            zr = z.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(energy(static_x, zr).sum(), zr)
+            if hasattr(precond, "beta") and t <= max(sampler.burn_in, 1):
+                v = precond.beta * v + (1 - precond.beta) * grad.square()
+                scale = (1 / ((v / (1 - precond.beta**t)).sqrt() + precond.eps)).clamp_max(precond.max_scale)
+            z = z - sampler.step_size * scale * grad + (2 * sampler.step_size * scale) ** 0.5 * torch.randn_like(z)
+        return z
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        loop()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        loop()
+    return median_ms(graph.replay, x.device, repeats, warmup) / steps
+
+
+class StepTimer(Callback):
+    """The ms of each training batch, from batch start to batch end."""
+
+    def __init__(self, device: torch.device):
+        self.start, self.stop, self.times = clock(device), None, []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.stop = self.start()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.times.append(self.stop())
+
+
+def training_step_ms(model, device: torch.device, batch: int, repeats: int, warmup: int) -> tuple[float, float]:
+    """Median ms of a training step through Lightning's loop after ``warmup`` steps, and the ms of
+    the whole ``fit`` (which holds every step)."""
+    data = TensorDataset(torch.rand(batch * (warmup + repeats), *SHAPE), torch.zeros(batch * (warmup + repeats)))
+    timer = StepTimer(device)
+    trainer = L.Trainer(accelerator=device.type if device.type == "cuda" else "cpu", devices=1, max_steps=warmup + repeats,
+                        logger=False, callbacks=[timer], enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0)
+    fit = clock(device)()
+    trainer.fit(model, DataLoader(data, batch_size=batch, drop_last=True))
+    return statistics.median(timer.times[warmup:]), fit()
+
+
+def chain_difference(eager, fast, x: torch.Tensor) -> float:
+    """Largest |fast - eager| over the kept samples of one chain from the same seed (after a first
+    call, which captures or compiles)."""
+    fast.infer(x)
+    samples = []
+    for model in (eager, fast):
+        torch.manual_seed(123)
+        samples.append(model.infer(x).samples)
+    return (samples[0] - samples[1]).abs().max().item()
+
+
+def precision_errors(model, x: torch.Tensor, device: torch.device) -> dict[str, dict[str, float]]:
+    """Relative errors of E(x, z) (largest over the batch) and of grad_z E (norm over the batch)
+    under TF32 and bf16 autocast, against IEEE fp32."""
+    z = torch.randn(len(x), model.latent_dim, device=device, generator=torch.Generator(device).manual_seed(1))
+
+    def energy_grad() -> tuple[torch.Tensor, torch.Tensor]:
+        zr = z.clone().requires_grad_(True)
+        energy = model.energy(x, zr)
+        (grad,) = torch.autograd.grad(energy.sum(), zr)
+        return energy.float(), grad.float()
+
+    set_tf32(False)
+    ref_e, ref_g = energy_grad()
+    found = {}
+    for name in ("tf32", "bf16"):
+        set_tf32(name == "tf32")
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=name == "bf16"):
+            e, g = energy_grad()
+        set_tf32(False)
+        found[name] = {"energy_rel_err": ((e - ref_e).abs() / ref_e.abs()).max().item(),
+                       "grad_rel_err": ((g - ref_g).norm() / ref_g.norm()).item()}
+    return found
+
+
+def fmt(v: float | None, digits: int = 3) -> str:
+    return "n/a" if v is None else f"{v:.{digits}g}"
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
+                      *("| " + " | ".join(r) + " |" for r in rows)])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tiny", action="store_true", help="small default sizes (also the defaults without a GPU)")
+    parser.add_argument("--decoders", nargs="+", default=["dcgan32", "mlp"])
+    parser.add_argument("--batch-sizes", nargs="+", type=int)
+    parser.add_argument("--steps", type=int, help="T of the inner-loop timing (100; 4 with --tiny)")
+    parser.add_argument("--outer-steps", nargs="+", type=int, help="T of the training-step timing (20 50 100)")
+    parser.add_argument("--memory-steps", nargs=2, type=int, help="the two T of the memory check (10 200)")
+    parser.add_argument("--modes", nargs="+", help="fast modes besides eager (cuda_graph on a GPU, torch_compile on a CPU)")
+    parser.add_argument("--compile-backend", help="torch.compile backend for torch_compile (its default: inductor)")
+    parser.add_argument("--latent", type=int, help="latent dimension D (128; 8 with --tiny)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed calls per measurement (20; 3 with --tiny)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed calls first (3; 1 with --tiny)")
+    parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "benchmark")
+    args = parser.parse_args()
+
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    tiny = args.tiny or device.type == "cpu"
+    pick = lambda given, full, small: given if given is not None else (small if tiny else full)  # noqa: E731
+    batches = pick(args.batch_sizes, [64, 128, 512], [4, 8])
+    steps = pick(args.steps, 100, 4)
+    outer_steps = pick(args.outer_steps, [20, 50, 100], [2, 4])
+    memory_steps = pick(args.memory_steps, [10, 200], [2, 8])
+    modes = pick(args.modes, ["cuda_graph"] if device.type == "cuda" else ["torch_compile"], ["torch_compile"])
+    latent = pick(args.latent, 128, 8)
+    repeats, warmup = pick(args.repeats, 20, 3), pick(args.warmup, 3, 1)
+    set_tf32(False)
+    torch.backends.cudnn.benchmark = True
+    model_for = lambda dec, b, t, mode="eager", model="pc_langevin": build_model(  # noqa: E731
+        device, args.out, dec, b, t, mode, model, latent, args.compile_backend)
+
+    inner, memory, outer, match, precision = [], [], [], [], []
+    for dec in args.decoders:
+        for b in batches:
+            x = torch.rand(b, *SHAPE, device=device)
+            models = {mode: model_for(dec, b, steps, mode) for mode in ["eager", *modes]}
+            row = {"decoder": dec, "batch": b, "steps": steps}
+            for mode, model in models.items():
+                row[f"{mode}_ms"] = median_ms(lambda: model.infer(x), device, repeats, warmup) / steps
+            row["raw_graph_ms"] = raw_graph_ms(models["eager"], x, steps, repeats, warmup) if device.type == "cuda" else None
+            for mode in modes:
+                row[f"{mode}_speedup"] = row["eager_ms"] / row[f"{mode}_ms"]
+                if row["raw_graph_ms"]:
+                    row[f"{mode}_over_raw"] = row[f"{mode}_ms"] / row["raw_graph_ms"]
+                match.append({"decoder": dec, "batch": b, "mode": mode,
+                              "max_abs_diff": chain_difference(models["eager"], models[mode], x)})
+            inner.append(row)
+            print(f"inner {dec} B={b}: " + ", ".join(f"{k}={fmt(v) if isinstance(v, float) else v}" for k, v in row.items()), flush=True)
+        b = batches[0]
+        x = torch.rand(b, *SHAPE, device=device)
+        for mode in ["eager", *modes]:
+            peaks = [peak_mib(partial(model_for(dec, b, t, mode).infer, x), device) for t in memory_steps]
+            memory.append({"decoder": dec, "batch": b, "mode": mode, "steps": memory_steps, "peak_mib": peaks,
+                           "ratio": peaks[1] / peaks[0] if peaks[0] else None})
+        vae_ms, _ = training_step_ms(model_for(dec, b, 1, model="vae"), device, b, repeats, warmup)
+        for t in outer_steps:
+            for mode in ["eager", *modes]:
+                ms, fit_ms = training_step_ms(model_for(dec, b, t, mode), device, b, repeats, warmup)
+                outer.append({"decoder": dec, "batch": b, "steps": t, "mode": mode, "lpc_ms": ms, "vae_ms": vae_ms,
+                              "lpc_over_vae": ms / vae_ms, "fit_ms": fit_ms})
+        precision.append({"decoder": dec, "batch": b, **precision_errors(models["eager"], x, device)})
+
+    when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    command = "python scripts/benchmark.py " + " ".join(sys.argv[1:])
+    result = {"date": when, "commit": commit(), "machine": machine(), "device": str(device), "tiny": tiny,
+              "command": command, "settings": {"latent": latent, "steps": steps, "repeats": repeats, "warmup": warmup,
+                                               "modes": modes, "compile_backend": args.compile_backend or "inductor"},
+              "inner": inner, "memory": memory, "outer": outer, "match": match, "precision": precision}
+    report = render(result)
+    print(report)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "benchmark.json").write_text(json.dumps(result, indent=2))
+    (args.out / "benchmark.md").write_text(report + "\n")
+    print(f"written: {args.out / 'benchmark.json'}, {args.out / 'benchmark.md'}")
+
+
+def render(result: dict) -> str:
+    modes = result["settings"]["modes"]
+    lines = [f"- date: {result['date']}", f"- commit: {result['commit']}", f"- machine: {result['machine']}",
+             f"- command: `{result['command']}`"]
+    if result["device"] == "cpu":
+        lines.append("- on a CPU: no CUDA graphs (raw graph: n/a) and no peak-memory counter (n/a)")
+    inner_header = ["decoder", "batch", "eager ms/step", *(f"{m} ms/step" for m in modes), "raw graph ms/step",
+                    *(f"eager / {m}" for m in modes), *(f"{m} / raw" for m in modes)]
+    inner_rows = [[r["decoder"], str(r["batch"]), fmt(r["eager_ms"]), *(fmt(r[f"{m}_ms"]) for m in modes),
+                   fmt(r["raw_graph_ms"]), *(fmt(r[f"{m}_speedup"]) for m in modes),
+                   *(fmt(r.get(f"{m}_over_raw")) for m in modes)] for r in result["inner"]]
+    memory_rows = [[r["decoder"], str(r["batch"]), r["mode"], *(fmt(p, 4) for p in r["peak_mib"]), fmt(r["ratio"], 4)]
+                   for r in result["memory"]]
+    steps = result["memory"][0]["steps"] if result["memory"] else ["", ""]
+    outer_rows = [[r["decoder"], str(r["batch"]), str(r["steps"]), r["mode"], fmt(r["lpc_ms"]), fmt(r["vae_ms"]),
+                   fmt(r["lpc_over_vae"])] for r in result["outer"]]
+    match_rows = [[r["decoder"], str(r["batch"]), r["mode"], fmt(r["max_abs_diff"])] for r in result["match"]]
+    precision_rows = [[r["decoder"], str(r["batch"]), name, fmt(r[name]["energy_rel_err"]), fmt(r[name]["grad_rel_err"])]
+                      for r in result["precision"] for name in ("tf32", "bf16")]
+    return "\n\n".join([
+        "\n".join(lines),
+        f"Inner loop (T = {result['settings']['steps']}, LangevinPC.infer, median):\n\n" + markdown_table(inner_header, inner_rows),
+        "Peak memory of one inner loop (MiB above the model, capture included):\n\n"
+        + markdown_table(["decoder", "batch", "mode", f"T={steps[0]}", f"T={steps[1]}", "ratio"], memory_rows),
+        "Training step through Lightning (LPC with burn-in T/2 against one VAE step, median ms):\n\n"
+        + markdown_table(["decoder", "batch", "T", "mode", "LPC ms", "VAE ms", "LPC / VAE"], outer_rows),
+        "Fast chain against eager's from the same seed (largest |difference| of the kept samples):\n\n"
+        + markdown_table(["decoder", "batch", "mode", "max abs diff"], match_rows),
+        "Reduced precision against IEEE fp32 (energy: largest relative error over the batch; gradient: relative norm):\n\n"
+        + markdown_table(["decoder", "batch", "precision", "energy rel. err", "grad rel. err"], precision_rows),
+    ])
+
+
+if __name__ == "__main__":
+    main()

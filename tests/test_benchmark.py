@@ -1,0 +1,36 @@
+"""scripts/benchmark.py end to end at tiny sizes: every table filled, the JSON and markdown written."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def test_benchmark_runs_end_to_end_at_tiny_sizes(tmp_path):
+    cmd = [sys.executable, "scripts/benchmark.py", "--tiny", "--decoders", "mlp", "--batch-sizes", "4",
+           "--outer-steps", "2", "4", "--repeats", "2", "--warmup", "1", "--compile-backend", "aot_eager", "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((tmp_path / "benchmark.json").read_text())
+    cuda = result["device"].startswith("cuda")
+    fast = "cuda_graph" if cuda else "torch_compile"
+    assert result["settings"]["modes"] == [fast]
+    [inner] = result["inner"]
+    assert inner["eager_ms"] > 0 and inner[f"{fast}_ms"] > 0
+    assert inner[f"{fast}_speedup"] == inner["eager_ms"] / inner[f"{fast}_ms"]
+    assert (inner["raw_graph_ms"] is not None) == cuda
+    assert [(r["steps"], r["mode"]) for r in result["outer"]] == [(2, "eager"), (2, fast), (4, "eager"), (4, fast)]
+    for row in result["outer"]:
+        assert row["lpc_ms"] > 0 and row["lpc_over_vae"] == row["lpc_ms"] / row["vae_ms"]
+        assert row["lpc_ms"] * 3 < row["fit_ms"]  # 3 timed steps (1 warm-up, 2 repeats) lie inside the fit
+    assert [r["mode"] for r in result["memory"]] == ["eager", fast]
+    assert all((r["ratio"] is not None) == cuda for r in result["memory"])
+    [match] = result["match"]
+    assert match["max_abs_diff"] < 1e-4  # the fast chain is eager's for the same noise
+    [precision] = result["precision"]
+    assert 0 < precision["bf16"]["grad_rel_err"] < 0.1  # bf16 differs from fp32, but not wildly
+    report = (tmp_path / "benchmark.md").read_text()
+    assert "| mlp | 4 | 2 | eager |" in report and result["commit"] in report

@@ -1,0 +1,163 @@
+"""The inner loop's execution modes (``sampler.compile``): the fast paths give the eager chain for the
+same noise; the graph runner's buffers, caching and errors (on the CPU through a stand-in for the
+CUDA graph; on a GPU, when there is one, the real capture)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lpc.build import build
+from lpc.energy import Energy
+from lpc.errors import ConfigError
+from lpc.likelihoods import GaussianLikelihood
+from lpc.networks import MLPDecoder
+from lpc.samplers import AdamPreconditioner, HMCSampler, LangevinSampler, MALASampler
+from lpc.samplers.compiled import LoopRunner, clone_outputs
+from lpc.training import train
+
+B, D = 8, 4
+AOT = {"backend": "aot_eager"}  # dynamo + AOT autograd without C++ code generation (seconds, not a minute, on 2 cores)
+SAMPLERS = {
+    "ula": lambda **kw: LangevinSampler(step_size=0.1, num_steps=12, burn_in=4, thin=2, preconditioner=AdamPreconditioner(), **kw),
+    "mala": lambda **kw: MALASampler(step_size=0.1, num_steps=12, burn_in=4, adapt_step_size=True, preconditioner=AdamPreconditioner(), **kw),
+    "hmc": lambda **kw: HMCSampler(step_size=0.1, num_steps=6, burn_in=2, num_leapfrog=3, chains=2, **kw),
+}
+
+
+@pytest.fixture
+def energy() -> Energy:
+    torch.manual_seed(0)
+    return Energy(MLPDecoder(latent_dim=D, channels=1, image_size=8, hidden=[16]), GaussianLikelihood())
+
+
+def images(seed: int, rows: int = B) -> torch.Tensor:
+    return torch.rand(rows, 1, 8, 8, generator=torch.Generator().manual_seed(seed))
+
+
+def chain(sampler, energy: Energy, x: torch.Tensor, seed: int = 1):
+    torch.manual_seed(seed)
+    return sampler.run(energy, torch.randn(len(x), D), x)
+
+
+def assert_same_chain(a, b, exact: bool) -> None:
+    for name in ("samples", "energies", "diverged", "accept_rate", "step_size", "scale"):
+        got, want = getattr(a, name), getattr(b, name)
+        if isinstance(want, torch.Tensor):
+            if exact:
+                assert torch.equal(got, want), name
+            else:
+                torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4, msg=name)
+        else:
+            assert got == want, name
+
+
+class StandInGraph:
+    """What ``CUDAGraphLoop`` does with memory, on a CPU: inputs copied into static tensors, the
+    outputs written into the same static tensors on every replay (a caller holding them would see
+    the next batch's values), capture without touching the caller's random stream."""
+
+    captures = 0
+
+    def __init__(self, fn, inputs):
+        StandInGraph.captures += 1
+        self.fn = fn
+        self.static_inputs = tuple(t.clone() for t in inputs)
+        with torch.random.fork_rng():
+            self.static_outputs = fn(*self.static_inputs)
+
+    def __call__(self, *inputs):
+        for static, new in zip(self.static_inputs, inputs):
+            static.copy_(new)
+        for static, new in zip(self.static_outputs, self.fn(*self.static_inputs)):
+            if isinstance(static, torch.Tensor):
+                static.copy_(new)
+        return clone_outputs(self.static_outputs)
+
+
+@pytest.mark.parametrize("name", list(SAMPLERS))
+def test_torch_compile_gives_the_eager_chain(name, energy):
+    eager = chain(SAMPLERS[name](), energy, images(0))
+    compiled = SAMPLERS[name](compile="torch_compile", compile_options=AOT)
+    assert_same_chain(chain(compiled, energy, images(0)), eager, exact=False)
+    assert list(compiled._runner.compiled) == [energy]  # compiled once, reused for the next batch
+    chain(compiled, energy, images(1))
+    assert len(compiled._runner.compiled) == 1
+
+
+@pytest.mark.parametrize("name", list(SAMPLERS))
+def test_graph_runner_replays_the_eager_chain_for_each_batch(name, energy):
+    sampler = SAMPLERS[name]()
+    sampler._runner = LoopRunner("cuda_graph", graph=StandInGraph)
+    StandInGraph.captures = 0
+    first = chain(sampler, energy, images(0))
+    assert_same_chain(first, chain(SAMPLERS[name](), energy, images(0)), exact=True)  # capture left the noise alone
+    kept = first.samples.clone()
+    second = chain(sampler, energy, images(1), seed=2)  # new data and noise through the same graph
+    assert StandInGraph.captures == 1
+    assert_same_chain(second, chain(SAMPLERS[name](), energy, images(1), seed=2), exact=True)
+    assert torch.equal(first.samples, kept)  # the first result is a copy, not the graph's output buffer
+    assert not torch.equal(first.samples, second.samples)
+
+
+def test_graph_runner_captures_anew_for_a_new_shape_or_step_size_and_keeps_a_few(energy):
+    sampler = SAMPLERS["ula"]()
+    sampler._runner = LoopRunner("cuda_graph", graph=StandInGraph, max_graphs=2)
+    StandInGraph.captures = 0
+    chain(sampler, energy, images(0))
+    chain(sampler, energy, images(0, rows=B // 2))  # e.g. a last, smaller validation batch
+    assert StandInGraph.captures == 2
+    sampler.step_size /= 2  # model.on_divergence=backoff: the step size is baked into a graph
+    halved = chain(sampler, energy, images(0))
+    assert StandInGraph.captures == 3 and len(sampler._runner.graphs) == 2
+    reference = SAMPLERS["ula"]()
+    reference.step_size /= 2
+    assert_same_chain(halved, chain(reference, energy, images(0)), exact=True)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal where there is no GPU")
+def test_cuda_graph_without_a_gpu_is_refused_before_training(compose_cfg):
+    with pytest.raises(ConfigError, match="sampler.compile=cuda_graph needs a CUDA GPU.*use sampler.compile=eager"):
+        build(compose_cfg("sampler.compile=cuda_graph"))
+
+
+def test_bad_modes_are_refused_with_the_fix(energy):
+    with pytest.raises(ValueError, match="sampler.compile must be one of"):
+        LangevinSampler(step_size=0.1, num_steps=3, compile="graph")
+    with pytest.raises(ValueError, match="set sampler.compile=torch_compile"):
+        LangevinSampler(step_size=0.1, num_steps=3, compile_options={"mode": "max-autotune"})
+    with pytest.raises(ValueError, match="needs a CUDA device.*sampler.compile=eager"):
+        chain(LangevinSampler(step_size=0.1, num_steps=3, compile="cuda_graph"), energy, images(0))
+
+
+GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="a CUDA graph needs a GPU")
+
+
+@pytest.mark.parametrize("mode", [
+    ["sampler.compile=torch_compile", "+sampler.compile_options.backend=aot_eager"],
+    pytest.param(["sampler.compile=cuda_graph", "trainer=gpu"], marks=GPU),
+], ids=["torch_compile", "cuda_graph"])
+def test_training_with_a_fast_loop_matches_eager(mode, compose_cfg, tmp_path):
+    """The fast mode through the real trainer: the same metrics as eager on the same device."""
+    common = ["num_steps=6", "burn_in=2", "trainer.max_steps=4", "trainer.val_check_interval=4", "logger=csv",
+              "eval=fast", "eval.features=classifier", "callbacks.image_grids.every_n_steps=0",
+              *(m for m in mode if m.startswith("trainer="))]
+    eager = train(compose_cfg(*common, f"paths.output_dir={tmp_path / 'eager'}"))
+    fast = train(compose_cfg(*common, *mode, f"paths.output_dir={tmp_path / 'fast'}"))
+    for key in ("train/loss", "train/energy", "train/recon_mse", "val/energy"):
+        assert fast[key] == pytest.approx(eager[key], rel=1e-3), key
+
+
+@GPU
+@pytest.mark.parametrize("name", list(SAMPLERS))
+def test_cuda_graph_gives_the_eager_chain_on_the_gpu(name, energy):
+    energy = energy.cuda()
+    x = images(0).cuda()
+    graphed = SAMPLERS[name](compile="cuda_graph")
+    for seed in (1, 2):  # the first call captures, the second only replays
+        torch.manual_seed(seed)
+        fast = graphed.run(energy, torch.randn(B, D, device="cuda"), x)
+        torch.manual_seed(seed)
+        slow = SAMPLERS[name]().run(energy, torch.randn(B, D, device="cuda"), x)
+        assert_same_chain(fast, slow, exact=True)
+    assert len(graphed._runner.graphs) == 1
