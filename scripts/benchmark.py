@@ -8,7 +8,8 @@ Measured, per decoder and batch size (the model is built from the project's conf
 builds it; data shaped as CIFAR-10, 3 x 32 x 32, random pixels: only shapes matter):
   inner    ms per Langevin step of ``LangevinPC.infer`` (the call training makes) in each mode, and of
            the raw graph; (fast mode) / (raw graph) and eager / (fast mode)
-  memory   peak memory of one inner loop (capture included) at T = 10 and T = 200, per mode
+  memory   peak allocated and reserved-memory growth of one inner loop (capture included) at
+           T = 10 and T = 200, per mode
   outer    ms per training step through Lightning (one LPC update: warm-start, T steps with burn-in
            T / 2, the learning pass and the optimizer; and one VAE update), at T in --outer-steps
   match    the largest difference between a fast mode's chain and eager's from the same seed
@@ -84,22 +85,29 @@ def median_ms(fn: Callable[[], object], device: torch.device, repeats: int, warm
     return statistics.median(times)
 
 
-def peak_mib(fn: Callable[[], object], device: torch.device) -> float | None:
-    """Peak memory allocated while ``fn`` runs, above what was allocated before (None on a CPU)."""
+def memory_mib(fn: Callable[[], object], device: torch.device) -> tuple[float | None, float | None]:
+    """What ``fn`` costs in device memory, above what was there before (None, None on a CPU): the
+    peak allocated while it runs, and the growth of reserved memory it leaves behind (the caching
+    allocator's blocks and a captured graph's private pool, which replays reuse and ``allocated``
+    does not count)."""
     if device.type != "cuda":
         fn()
-        return None
+        return None, None
     torch.cuda.synchronize(device)
-    base = torch.cuda.memory_allocated(device)
+    torch.cuda.empty_cache()
+    allocated, reserved = torch.cuda.memory_allocated(device), torch.cuda.memory_reserved(device)
     torch.cuda.reset_peak_memory_stats(device)
     fn()
     torch.cuda.synchronize(device)
-    return (torch.cuda.max_memory_allocated(device) - base) / 2**20
+    return ((torch.cuda.max_memory_allocated(device) - allocated) / 2**20,
+            (torch.cuda.memory_reserved(device) - reserved) / 2**20)
 
 
 def raw_graph_ms(model, x: torch.Tensor, steps: int, repeats: int, warmup: int) -> float:
     """ms per step of the bare loop replayed from one CUDA graph: T preconditioned Langevin steps
-    (Adam-style M during burn-in, as the project's default) with no bookkeeping."""
+    (the Adam-style M per example during burn-in, the project's default) and nothing else: no
+    warm-start, input copies, divergence checks, kept samples or output copies. A lower bound on
+    what ``sampler.compile=cuda_graph`` can reach, which pays those per call (amortised over T)."""
     sampler, energy = model.sampler, model.energy
     precond = sampler.preconditioner
     static_x, static_z = x.clone(), torch.randn(len(x), model.latent_dim, device=x.device)
@@ -248,9 +256,10 @@ def main() -> None:
         b = batches[0]
         x = torch.rand(b, *SHAPE, device=device)
         for mode in ["eager", *modes]:
-            peaks = [peak_mib(partial(model_for(dec, b, t, mode).infer, x), device) for t in memory_steps]
-            memory.append({"decoder": dec, "batch": b, "mode": mode, "steps": memory_steps, "peak_mib": peaks,
-                           "ratio": peaks[1] / peaks[0] if peaks[0] else None})
+            peaks, reserved = zip(*(memory_mib(partial(model_for(dec, b, t, mode).infer, x), device) for t in memory_steps))
+            memory.append({"decoder": dec, "batch": b, "mode": mode, "steps": memory_steps, "peak_mib": list(peaks),
+                           "reserved_mib": list(reserved), "peak_ratio": peaks[1] / peaks[0] if peaks[0] else None,
+                           "reserved_ratio": reserved[1] / reserved[0] if reserved[0] else None})
         vae_ms, _ = training_step_ms(model_for(dec, b, 1, model="vae"), device, b, repeats, warmup)
         for t in outer_steps:
             for mode in ["eager", *modes]:
@@ -284,8 +293,8 @@ def render(result: dict) -> str:
     inner_rows = [[r["decoder"], str(r["batch"]), fmt(r["eager_ms"]), *(fmt(r[f"{m}_ms"]) for m in modes),
                    fmt(r["raw_graph_ms"]), *(fmt(r[f"{m}_speedup"]) for m in modes),
                    *(fmt(r.get(f"{m}_over_raw")) for m in modes)] for r in result["inner"]]
-    memory_rows = [[r["decoder"], str(r["batch"]), r["mode"], *(fmt(p, 4) for p in r["peak_mib"]), fmt(r["ratio"], 4)]
-                   for r in result["memory"]]
+    memory_rows = [[r["decoder"], str(r["batch"]), r["mode"], *(fmt(p, 4) for p in r["peak_mib"]), fmt(r["peak_ratio"], 4),
+                    *(fmt(p, 4) for p in r["reserved_mib"]), fmt(r["reserved_ratio"], 4)] for r in result["memory"]]
     steps = result["memory"][0]["steps"] if result["memory"] else ["", ""]
     outer_rows = [[r["decoder"], str(r["batch"]), str(r["steps"]), r["mode"], fmt(r["lpc_ms"]), fmt(r["vae_ms"]),
                    fmt(r["lpc_over_vae"])] for r in result["outer"]]
@@ -295,8 +304,10 @@ def render(result: dict) -> str:
     return "\n\n".join([
         "\n".join(lines),
         f"Inner loop (T = {result['settings']['steps']}, LangevinPC.infer, median):\n\n" + markdown_table(inner_header, inner_rows),
-        "Peak memory of one inner loop (MiB above the model, capture included):\n\n"
-        + markdown_table(["decoder", "batch", "mode", f"T={steps[0]}", f"T={steps[1]}", "ratio"], memory_rows),
+        "Memory of one inner loop, capture included (MiB above the model: peak allocated, and reserved growth, "
+        "which holds a graph's pool):\n\n"
+        + markdown_table(["decoder", "batch", "mode", f"peak T={steps[0]}", f"peak T={steps[1]}", "ratio",
+                          f"reserved T={steps[0]}", f"reserved T={steps[1]}", "ratio"], memory_rows),
         "Training step through Lightning (LPC with burn-in T/2 against one VAE step, median ms):\n\n"
         + markdown_table(["decoder", "batch", "T", "mode", "LPC ms", "VAE ms", "LPC / VAE"], outer_rows),
         "Fast chain against eager's from the same seed (largest |difference| of the kept samples):\n\n"

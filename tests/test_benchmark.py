@@ -27,7 +27,7 @@ def test_benchmark_runs_end_to_end_at_tiny_sizes(tmp_path):
         assert row["lpc_ms"] > 0 and row["lpc_over_vae"] == row["lpc_ms"] / row["vae_ms"]
         assert row["lpc_ms"] * 3 < row["fit_ms"]  # 3 timed steps (1 warm-up, 2 repeats) lie inside the fit
     assert [r["mode"] for r in result["memory"]] == ["eager", fast]
-    assert all((r["ratio"] is not None) == cuda for r in result["memory"])
+    assert all((r["peak_ratio"] is not None) == (r["reserved_ratio"] is not None) == cuda for r in result["memory"])
     [match] = result["match"]
     assert match["max_abs_diff"] < 1e-4  # the fast chain is eager's for the same noise
     [precision] = result["precision"]

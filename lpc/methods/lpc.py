@@ -85,6 +85,7 @@ class LangevinPC(GenerativeModule):
         self.all_diverged_run = 0  # consecutive steps on which every chain diverged
         self.diverged_total = 0  # chains diverged over the whole run (kept in checkpoints)
         self.energy_trace: list[float] = []  # the last validation's first batch, per inner step
+        self._noisy: ChainSampler | None = None  # ``noisy_sampler``
 
     @property
     def needs_example_index(self) -> bool:  # type: ignore[override]
@@ -252,6 +253,15 @@ class LangevinPC(GenerativeModule):
         with torch.no_grad():
             return self.likelihood.mean(self.decoder(chain.samples[-1]))
 
+    def noisy_sampler(self) -> ChainSampler:
+        """The model's sampler, with noise if it has none (plain PC's gradient descent): made once
+        per step size, so that what it compiles or captures is kept across evaluation batches."""
+        if self.sampler.noise:
+            return self.sampler
+        if self._noisy is None or self._noisy.step_size != self.sampler.step_size:
+            self._noisy = replace(self.sampler, noise=True)
+        return self._noisy
+
     def proposals(self, x: Tensor) -> dict[str, tuple[Tensor, Tensor]]:
         """``chain``: a diagonal Gaussian moment-matched to the kept samples of a Langevin chain from
         the warm-start (for a noise-free sampler, i.e. plain PC, the same sampler with noise; absent
@@ -259,8 +269,7 @@ class LangevinPC(GenerativeModule):
         proposal = self.warmstart(x)
         found = {}
         if self.sampler.num_samples >= 2:
-            sampler = self.sampler if self.sampler.noise else replace(self.sampler, noise=True)
-            found["chain"] = fit_diagonal_gaussian(self.infer(x, proposal, sampler).samples)
+            found["chain"] = fit_diagonal_gaussian(self.infer(x, proposal, self.noisy_sampler()).samples)
         if proposal.mean is not None:
             found["encoder"] = (proposal.mean, proposal.log_std)
         return found

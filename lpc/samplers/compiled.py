@@ -14,8 +14,8 @@
   replay, so each batch gets fresh noise and, from the same generator state, the same chain as
   eager. Needs a CUDA device and static shapes (training batches are, with ``data.drop_last=true``;
   other sizes, e.g. a last validation batch, get a graph of their own). The decoder's weights
-  are read where they lie, so optimizer steps between replays are seen; moving the model to
-  another device captures anew.
+  are read where they lie, so optimizer steps between replays are seen; weights that moved (the
+  model sent to the CPU and back, as Lightning does after ``fit``) are captured anew.
 """
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from contextlib import AbstractContextManager, nullcontext
+from itertools import chain
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 log = logging.getLogger(__name__)
 
@@ -68,22 +69,34 @@ class CUDAGraphLoop:
 
     def __call__(self, *inputs: Tensor) -> tuple:
         for static, new in zip(self.static_inputs, inputs):
-            static.copy_(new)
+            static.copy_(new.detach())
         self.graph.replay()
         return clone_outputs(self.static_outputs)
 
 
+def weight_addresses(energy_fn: Callable[..., Tensor]) -> tuple[int, ...]:
+    """Where a module's parameters and buffers lie (a graph reads them there); () for a plain function."""
+    if not isinstance(energy_fn, nn.Module):
+        return ()
+    return tuple(t.data_ptr() for t in chain(energy_fn.parameters(), energy_fn.buffers()))
+
+
+def autocast_state(device: torch.device) -> torch.dtype | None:
+    """The autocast dtype in force on ``device``, None without autocast."""
+    return torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else None
+
+
 def autocast_without_cache(device: torch.device) -> AbstractContextManager:
     """The autocast in force on ``device`` (if any), with its weight cache off."""
-    if not torch.is_autocast_enabled(device.type):
-        return nullcontext()
-    return torch.autocast(device.type, dtype=torch.get_autocast_dtype(device.type), cache_enabled=False)
+    dtype = autocast_state(device)
+    return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype, cache_enabled=False)
 
 
 class LoopRunner:
     """Runs a sampler's ``loop(energy_fn, z0, *data)`` in one of the ``COMPILE_MODES``, keeping
-    what it compiled or captured (per energy; graphs also per input shapes, dtypes and devices, and
-    the caller's ``key``: the Python values the loop bakes in, e.g. the step size).
+    what it compiled or captured (per energy; graphs also per weight addresses, autocast dtype,
+    input shapes, dtypes and devices, and the caller's ``key``: the Python values the loop bakes
+    in and the caller may change, i.e. the step size; the sampler's other fields are fixed).
 
     ``graph`` builds a captured loop from (fn, inputs); a stand-in for ``CUDAGraphLoop`` lets the
     tests drive the caching and static-buffer logic on a CPU. At most ``max_graphs`` graphs are
@@ -109,18 +122,22 @@ class LoopRunner:
             return loop(energy_fn, z0, *data)
         if self.mode == "torch_compile":
             if energy_fn not in self.compiled:
+                log.info("compiling the energy with torch.compile(%s)", self.compile_options)
                 self.compiled[energy_fn] = torch.compile(energy_fn, **self.compile_options)
             return loop(self.compiled[energy_fn], z0, *data)
         return self.replay(loop, energy_fn, (z0, *data), key)
 
     def replay(self, loop: Loop, energy_fn: Callable[..., Tensor], inputs: tuple[Tensor, ...], key: Hashable) -> tuple:
         """The loop replayed from its graph for these inputs' shapes, captured first if new."""
-        signature = (energy_fn, key, torch.is_autocast_enabled(inputs[0].device.type),
+        device = inputs[0].device
+        signature = (energy_fn, weight_addresses(energy_fn), key, autocast_state(device),
                      tuple((t.shape, t.dtype, t.device) for t in inputs))
         if signature not in self.graphs:
             log.info("capturing the inner loop as a CUDA graph for inputs %s", [tuple(t.shape) for t in inputs])
             try:
                 self.graphs[signature] = self.graph(lambda *static: loop(energy_fn, *static), inputs)
+            except torch.OutOfMemoryError:
+                raise
             except RuntimeError as err:
                 raise RuntimeError(
                     f"capturing the inner loop as a CUDA graph failed: {err}. Something in the decoder or likelihood "
