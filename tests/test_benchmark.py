@@ -25,7 +25,7 @@ def test_benchmark_runs_end_to_end_at_tiny_sizes(tmp_path):
     assert [(r["steps"], r["mode"]) for r in result["outer"]] == [(2, "eager"), (2, fast), (4, "eager"), (4, fast)]
     for row in result["outer"]:
         assert row["lpc_ms"] > 0 and row["lpc_over_vae"] == row["lpc_ms"] / row["vae_ms"]
-        assert row["lpc_ms"] * 3 < row["fit_ms"]  # 3 timed steps (1 warm-up, 2 repeats) lie inside the fit
+        assert row["lpc_ms"] * 2 < row["fit_ms"]  # the median of 2 timed steps is their mean, and they lie inside the fit
     assert [r["mode"] for r in result["memory"]] == ["eager", fast]
     assert all((r["peak_ratio"] is not None) == (r["reserved_ratio"] is not None) == cuda for r in result["memory"])
     [match] = result["match"]
