@@ -43,6 +43,7 @@ os.environ.setdefault("LPC_ROOT", str(ROOT))
 
 from lpc.build import build  # noqa: E402
 from lpc.compose import compose_config  # noqa: E402
+from lpc.markdown import markdown_table  # noqa: E402
 from lpc.provenance import commit, machine  # noqa: E402
 from lpc.training import set_tf32  # noqa: E402
 
@@ -197,11 +198,6 @@ def precision_errors(model, x: torch.Tensor, device: torch.device) -> dict[str, 
 
 def fmt(v: float | None, digits: int = 3) -> str:
     return "n/a" if v is None else f"{v:.{digits}g}"
-
-
-def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
-                      *("| " + " | ".join(r) + " |" for r in rows)])
 
 
 def main() -> None:

@@ -41,6 +41,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from lpc.markdown import markdown_table  # noqa: E402
 from lpc.provenance import commit, machine  # noqa: E402
 from lpc.samplers.targets import Banana  # noqa: E402
 from sampler_bias import markdown as bias_markdown, measure  # noqa: E402
@@ -203,17 +204,16 @@ def line_name(row: dict, experiment: Experiment) -> str:
     return " ".join(f"{k}={v}" for k, v in row["keys"].items() if k != experiment.x)
 
 
-def markdown_table(rows: list[dict]) -> str:
+def report_table(rows: list[dict]) -> str:
+    """The report's main table: each group's mean ± sample std of every metric some row has."""
     columns = [m for m in LABELS if any(r[m] is not None for r in rows)]
-    head = "| group | runs (failed) | " + " | ".join(columns) + " |"
-    lines = [head, "|---" * (len(columns) + 2) + "|"]
-    for r in rows:
-        cells = []
-        for m in columns:
-            v, s = r[m], r[f"{m}_std"]
-            cells.append("" if v is None else (f"{v:.4g}" if not s else f"{v:.4g} ± {s:.2g}"))
-        lines.append(f"| {r['group']} | {r['runs']} ({r['failed']}) | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+
+    def cell(r: dict, m: str) -> str:
+        v, s = r[m], r[f"{m}_std"]
+        return "" if v is None else (f"{v:.4g}" if not s else f"{v:.4g} ± {s:.2g}")
+
+    return markdown_table(["group", "runs (failed)", *columns],
+                          ([r["group"], f"{r['runs']} ({r['failed']})", *(cell(r, m) for m in columns)] for r in rows))
 
 
 def plot_curves(runs: list[dict], experiment: Experiment, out: Path) -> list[Path]:
@@ -371,13 +371,13 @@ def write_report(name: str, scale: str, cmds: list[list[str]], extra: list[str],
         *report["commands"], "```", "",
         "Mean ± sample standard deviation over the repeats (seeds) of each group; failed runs are counted, not averaged.",
         f"`fd` is the Frechet distance in: {', '.join(spaces) or 'n/a'}.", "",
-        markdown_table(rows), "",
-        "| metric | meaning |", "|---|---|", *[f"| {k} | {v} |" for k, v in LABELS.items()], "",
+        report_table(rows), "",
+        markdown_table(["metric", "meaning"], LABELS.items()), "",
     ]
     if best:
         lines += ["Best trial of each method's study (same number of trials and steps for each):", "",
-                  "| method | best eval/log_likelihood | parameters |", "|---|---|---|",
-                  *[f"| {b['method']} | {b['best_value']:.4g} | {b['best_params']} |" for b in best if b["best_value"] is not None], ""]
+                  markdown_table(["method", "best eval/log_likelihood", "parameters"],
+                                 ([b["method"], f"{b['best_value']:.4g}", b["best_params"]] for b in best if b["best_value"] is not None)), ""]
     if bias:
         lines += ["The samplers alone on a banana whose moments are known (scripts/sampler_bias.py, chains started from "
                   "exact draws, so a deviation is the sampler's stationary bias):", "", bias_markdown(bias), ""]

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from lpc.samplers import HMCSampler, LangevinSampler, MALASampler
+from lpc.markdown import markdown_table
 from lpc.provenance import commit, machine
 from lpc.samplers.targets import Banana, moments_with_errors
 
@@ -66,13 +67,12 @@ def measure(target: Banana, eta: float, steps: int, chains: int, seed: int) -> l
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| step η | sampler | gradients | E[z2] (exact 0) | E[z2²] (exact {:.2f}) | worst error / s.e. | acceptance | diverged |".format(
-        rows[0]["second_moment_z2_exact"]), "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        accept = "" if r["accept_rate"] is None else f"{r['accept_rate']:.3f}"
-        lines.append(f"| {r['step_size']:g} | {r['sampler']} | {r['gradients']} | {r['mean_z2']:+.4f} | "
-                     f"{r['second_moment_z2']:.4f} | {r['max_abs_z']:.1f} | {accept} | {r['diverged_frac']:.1%} |")
-    return "\n".join(lines)
+    header = ["step η", "sampler", "gradients", "E[z2] (exact 0)", f"E[z2²] (exact {rows[0]['second_moment_z2_exact']:.2f})",
+              "worst error / s.e.", "acceptance", "diverged"]
+    return markdown_table(header, ([f"{r['step_size']:g}", r["sampler"], r["gradients"], f"{r['mean_z2']:+.4f}",
+                                    f"{r['second_moment_z2']:.4f}", f"{r['max_abs_z']:.1f}",
+                                    "" if r["accept_rate"] is None else f"{r['accept_rate']:.3f}",
+                                    f"{r['diverged_frac']:.1%}"] for r in rows))
 
 
 def main() -> None:
