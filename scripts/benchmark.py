@@ -11,7 +11,8 @@ builds it; data shaped as CIFAR-10, 3 x 32 x 32, random pixels: only shapes matt
   memory   peak allocated and reserved-memory growth of one inner loop (capture included) at
            T = 10 and T = 200, per mode
   outer    ms per training step through Lightning (one LPC update: warm-start, T steps with burn-in
-           T / 2, the learning pass and the optimizer; and one VAE update), at T in --outer-steps
+           T / 2, the learning pass and the optimizer; and one VAE update), at T in --outer-steps, with
+           the train metrics made and logged every --log-every steps
   match    the largest difference between a fast mode's chain and eager's from the same seed
   precision  energy and grad_z E of fp32 against TF32 and bf16 autocast (relative errors)
 Timing: CUDA events (perf_counter on a CPU) around each call after warm-up calls, the median over
@@ -148,14 +149,15 @@ class StepTimer(Callback):
         self.times.append(self.stop())
 
 
-def training_step_ms(model, device: torch.device, batch: int, repeats: int, warmup: int) -> tuple[float, float]:
-    """Median ms of a training step through Lightning's loop after ``warmup`` steps, and the ms of
-    the whole ``fit`` (which holds every step)."""
+def training_step_ms(model, device: torch.device, batch: int, repeats: int, warmup: int,
+                     log_every: int) -> tuple[float, float]:
+    """Median ms of a training step through Lightning's loop after ``warmup`` steps (metrics made and
+    logged every ``log_every`` steps), and the ms of the whole ``fit`` (which holds every step)."""
     data = TensorDataset(torch.rand(batch * (warmup + repeats), *SHAPE), torch.zeros(batch * (warmup + repeats)))
     timer = StepTimer(device)
     trainer = L.Trainer(accelerator=device.type if device.type == "cuda" else "cpu", devices=1, max_steps=warmup + repeats,
                         logger=False, callbacks=[timer], enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0)
+                        enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0, log_every_n_steps=log_every)
     fit = clock(device)()
     trainer.fit(model, DataLoader(data, batch_size=batch, drop_last=True))
     return statistics.median(timer.times[warmup:]), fit()
@@ -213,6 +215,9 @@ def main() -> None:
     parser.add_argument("--latent", type=int, help="latent dimension D (128; 8 with --tiny)")
     parser.add_argument("--repeats", type=int, default=None, help="timed calls per measurement (20; 3 with --tiny)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed calls first (3; 1 with --tiny)")
+    parser.add_argument("--log-every", type=int, default=10,
+                        help="trainer.log_every_n_steps of the training-step timing (10, the configs' default; 1: "
+                             "every step makes and logs its metrics)")
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "benchmark")
     args = parser.parse_args()
 
@@ -256,10 +261,10 @@ def main() -> None:
             memory.append({"decoder": dec, "batch": b, "mode": mode, "steps": memory_steps, "peak_mib": list(peaks),
                            "reserved_mib": list(reserved), "peak_ratio": peaks[1] / peaks[0] if peaks[0] else None,
                            "reserved_ratio": reserved[1] / reserved[0] if reserved[0] else None})
-        vae_ms, _ = training_step_ms(model_for(dec, b, 1, model="vae"), device, b, repeats, warmup)
+        vae_ms, _ = training_step_ms(model_for(dec, b, 1, model="vae"), device, b, repeats, warmup, args.log_every)
         for t in outer_steps:
             for mode in ["eager", *modes]:
-                ms, fit_ms = training_step_ms(model_for(dec, b, t, mode), device, b, repeats, warmup)
+                ms, fit_ms = training_step_ms(model_for(dec, b, t, mode), device, b, repeats, warmup, args.log_every)
                 outer.append({"decoder": dec, "batch": b, "steps": t, "mode": mode, "lpc_ms": ms, "vae_ms": vae_ms,
                               "lpc_over_vae": ms / vae_ms, "fit_ms": fit_ms})
         precision.append({"decoder": dec, "batch": b, **precision_errors(models["eager"], x, device)})
@@ -267,7 +272,7 @@ def main() -> None:
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     command = "python scripts/benchmark.py " + " ".join(sys.argv[1:])
     result = {"date": when, "commit": commit(), "machine": machine(), "device": str(device), "tiny": tiny,
-              "command": command, "settings": {"latent": latent, "steps": steps, "repeats": repeats, "warmup": warmup,
+              "command": command, "settings": {"latent": latent, "steps": steps, "repeats": repeats, "warmup": warmup, "log_every": args.log_every,
                                                "modes": modes, "compile_backend": args.compile_backend or "inductor"},
               "inner": inner, "memory": memory, "outer": outer, "match": match, "precision": precision}
     report = render(result)
@@ -304,7 +309,8 @@ def render(result: dict) -> str:
         "which holds a graph's pool):\n\n"
         + markdown_table(["decoder", "batch", "mode", f"peak T={steps[0]}", f"peak T={steps[1]}", "ratio",
                           f"reserved T={steps[0]}", f"reserved T={steps[1]}", "ratio"], memory_rows),
-        "Training step through Lightning (LPC with burn-in T/2 against one VAE step, median ms):\n\n"
+        f"Training step through Lightning (LPC with burn-in T/2 against one VAE step, median ms; metrics made and "
+        f"logged every {result['settings']['log_every']} steps):\n\n"
         + markdown_table(["decoder", "batch", "T", "mode", "LPC ms", "VAE ms", "LPC / VAE"], outer_rows),
         "Fast chain against eager's from the same seed (largest |difference| of the kept samples):\n\n"
         + markdown_table(["decoder", "batch", "mode", "max abs diff"], match_rows),

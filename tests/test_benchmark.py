@@ -33,4 +33,4 @@ def test_benchmark_runs_end_to_end_at_tiny_sizes(tmp_path):
     [precision] = result["precision"]
     assert 0 < precision["bf16"]["grad_rel_err"] < 0.1  # bf16 differs from fp32, but not wildly
     report = (tmp_path / "benchmark.md").read_text()
-    assert "| mlp | 4 | 2 | eager |" in report and result["commit"] in report
+    assert "| mlp | 4 | 2 | eager |" in report and "logged every 10 steps" in report and result["commit"] in report

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -10,6 +11,8 @@ import pytest
 import torch
 
 from conftest import ROOT, SHARED_CIFAR, read_metrics, run_train
+from lpc.compose import compose_config
+from lpc.methods.base import GenerativeModule
 from lpc.training import train
 
 FAST = ["num_steps=10", "burn_in=4", "trainer.max_steps=30", "trainer.val_check_interval=15",
@@ -54,6 +57,42 @@ def test_same_seed_gives_identical_metrics(compose_cfg):
     assert runs[0] == runs[1] and len(runs[0]) > 10
     other = train(compose_cfg("seed=8", "callbacks=none", *FAST))
     assert other["train/energy"] != runs[0]["train/energy"]
+
+
+def csv_by_step(run_dir, key: str) -> dict[int, float]:
+    """The logged values of ``key`` in a run's csv/metrics.csv, by the step column."""
+    with open(run_dir / "csv" / "metrics.csv") as f:
+        return {int(row["step"]): float(row[key]) for row in csv.DictReader(f) if row.get(key)}
+
+
+@pytest.mark.parametrize("model", ["warmstart=forward_kl", "model=vae"])
+def test_metrics_are_made_on_logging_steps_only_and_leave_training_unchanged(tmp_path, monkeypatch, model):
+    """With log_every_n_steps=7 over 30 steps, the train metrics are computed and logged on steps 7, 14,
+    21, 28 (what Lightning writes) and the last, 30; the rows written, and the final metrics, are those
+    of the run that logs every step (the metrics' draws do not touch the training stream)."""
+    made, log_metrics = [], GenerativeModule.log_metrics
+
+    def counted(self, stage: str, *args) -> None:
+        if stage == "train":
+            made.append(self.global_step)
+        log_metrics(self, stage, *args)
+
+    monkeypatch.setattr(GenerativeModule, "log_metrics", counted)
+    runs = {}
+    for every in (1, 7):
+        made.clear()
+        out = tmp_path / str(every)
+        runs[every] = train(compose_config(["seed=3", model, "callbacks=none", *FAST,
+                                            f"trainer.log_every_n_steps={every}"], out)), out
+    # global_step is read after the decoder's optimizer step: step k logs with global_step == k
+    assert made == [7, 14, 21, 28, 30]
+    (every_step, dense), (sparse_metrics, sparse) = runs[1], runs[7]
+    assert {k: v for k, v in sparse_metrics.items() if not k.endswith("_ms")} == \
+        {k: v for k, v in every_step.items() if not k.endswith("_ms")}
+    for key in ("train/energy", "train/loss", "cost/decoder_evals"):
+        written = csv_by_step(sparse, key)
+        assert sorted(written) == [6, 13, 20, 27]  # Lightning's 0-based step of the 7th, 14th, ... batch
+        assert written == {step: v for step, v in csv_by_step(dense, key).items() if step in written}
 
 
 def test_missing_dataset_fails_at_start_with_the_fix(tmp_path):

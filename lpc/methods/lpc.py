@@ -171,7 +171,8 @@ class LangevinPC(GenerativeModule):
     def update(self, x: Tensor, index: Tensor | None = None) -> Tensor | None:
         optimizers = self.optimizers()
         decoder_opt, encoder_opt = (optimizers, None) if not self.warmstart.trainable else optimizers
-        step_clock, inner_clock = Stopwatch(x.device), Stopwatch(x.device)
+        log_now = self.logs_this_step()
+        step_clock, inner_clock = Stopwatch(x.device, log_now), Stopwatch(x.device, log_now)
         with step_clock():
             proposal = self.warmstart(x, index)
             with inner_clock():
@@ -180,12 +181,13 @@ class LangevinPC(GenerativeModule):
                 self.warmstart.store(index, chain.samples[-1], ~chain.diverged)
             batch_size = len(x)
             x, proposal, chain, diverged = self.drop_diverged(x, proposal, chain)
-            self.log_dict({
-                "train/diverged_frac": diverged / batch_size,
-                "train/diverged_total": float(self.diverged_total),
-                "train/step_size": self.sampler.step_size,
-                "train/updated": float(len(x) > 0),
-            })
+            if log_now:
+                self.log_dict({
+                    "train/diverged_frac": diverged / batch_size,
+                    "train/diverged_total": float(self.diverged_total),
+                    "train/step_size": self.sampler.step_size,
+                    "train/updated": float(len(x) > 0),
+                })
             if len(x) == 0:  # every chain diverged: nothing to learn from; the step still counts
                 self.skip_update([decoder_opt] if encoder_opt is None else [decoder_opt, encoder_opt])
                 return None
@@ -198,7 +200,11 @@ class LangevinPC(GenerativeModule):
                 encoder_terms = self.warmstart.loss(self.energy, x, proposal, chain.samples)
                 self.step_optimizer(encoder_opt, encoder_terms["encoder_loss"], counts_as_step=False,
                                     hint="the decoder has already taken this batch's step; lower warmstart.optimizer.lr")
-        with torch.no_grad():
+        if not log_now:
+            return loss
+        # the metrics draw (the chain ELBO's z') from their own stream: training follows the same
+        # path whatever trainer.log_every_n_steps is
+        with torch.no_grad(), torch.random.fork_rng(devices=self.rng_devices()):
             metrics = self.chain_metrics(x, chain, energies.detach(), out_last)
         metrics.update({k: v.detach() for k, v in encoder_terms.items()})
         self.log_metrics("train", metrics, x.shape[0])

@@ -52,11 +52,14 @@ class VAE(GenerativeModule):
         }
 
     def update(self, x: Tensor, index: Tensor | None = None) -> Tensor:
-        clock = Stopwatch(x.device)
+        log_now = self.logs_this_step()
+        clock = Stopwatch(x.device, enabled=log_now)
         with clock():
             terms = self.elbo_terms(x, fit_scale=True)
             loss = -terms[self.objective].mean()
             self.step_optimizer(self.optimizers(), loss)
+        if not log_now:
+            return loss
         self.log_metrics("train", {k: v.detach().mean() for k, v in terms.items()}, x.shape[0])
         self.log("train/loss", loss.detach(), prog_bar=True)
         self.log_cost(decoder_evals=self.num_samples, encoder_evals=1, inner_loop_ms=0.0, step_ms=clock.ms)
