@@ -210,7 +210,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, help="T of the inner-loop timing (100; 4 with --tiny)")
     parser.add_argument("--outer-steps", nargs="+", type=int, help="T of the training-step timing (20 50 100)")
     parser.add_argument("--memory-steps", nargs=2, type=int, help="the two T of the memory check (10 200)")
-    parser.add_argument("--modes", nargs="+", help="fast modes besides eager (cuda_graph on a GPU, torch_compile on a CPU)")
+    parser.add_argument("--modes", nargs="*", help="fast modes besides eager (cuda_graph on a GPU, torch_compile on a CPU; none: eager only)")
     parser.add_argument("--compile-backend", help="torch.compile backend for torch_compile (its default: inductor)")
     parser.add_argument("--latent", type=int, help="latent dimension D (128; 8 with --tiny)")
     parser.add_argument("--repeats", type=int, default=None, help="timed calls per measurement (20; 3 with --tiny)")

@@ -204,7 +204,7 @@ class GenerativeModule(L.LightningModule):
     def logs_this_step(self) -> bool:
         """Whether this training step's metrics reach the loggers. Lightning writes step metrics on
         every ``trainer.log_every_n_steps``-th step (step % n == 0, counting from 1) and drops the rest,
-        so the other steps skip computing and logging them (``self.log`` costs ~0.5 ms of host time
+        so the other steps skip computing and logging them (``self.log`` costs 0.5-1 ms of host time
         per value, and the chain ELBO a decoder pass). The run's last step (``max_steps``, or the last
         batch of ``max_epochs``) and ``fast_dev_run`` steps always log, so the final metrics
         (``metrics.json``) are the last step's. Call before the step's optimizer step."""
