@@ -1,5 +1,5 @@
 """Shared fixtures: the repository root, Hydra composition into a temporary output folder, and
-helpers that run the real ``train.py``."""
+helpers that run the real ``train.py``, and ``NoHostSync``, a guard against host synchronisation."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from omegaconf import DictConfig
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from lpc.compose import compose_config
 
@@ -47,3 +48,22 @@ def read_metrics(run_dir: Path, key: str) -> list[float]:
     """The logged values of ``key`` in a run's csv/metrics.csv, in order."""
     with open(run_dir / "csv" / "metrics.csv") as f:
         return [float(row[key]) for row in csv.DictReader(f) if row.get(key)]
+
+
+aten = torch.ops.aten
+SYNCING = {aten._local_scalar_dense.default, aten.nonzero.default, aten.masked_select.default,
+           aten.equal.default, aten._unique2.default, aten.repeat_interleave.Tensor}
+
+
+class NoHostSync(TorchDispatchMode):
+    """Fails on every op that makes the host wait for the device: a value read into Python (.item(),
+    bool(), int(), float()), a data-dependent shape (nonzero, boolean-mask indexing, masked_select,
+    unique). On a GPU each is a synchronisation per step, and inside a CUDA-graph capture an error;
+    on a CPU this finds them before a GPU does."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        boolean_index = func in (aten.index.Tensor, aten.index_put_.default, aten.index_put.default) and any(
+            isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in args[1] if i is not None)
+        if func in SYNCING or boolean_index:
+            raise AssertionError(f"{func} waits for the device")
+        return func(*args, **(kwargs or {}))

@@ -1,12 +1,14 @@
 """The inner loop's execution modes (``sampler.compile``): the fast paths give the eager chain for the
 same noise; the graph runner's buffers, caching and errors (on the CPU through a stand-in for the
-CUDA graph; on a GPU, when there is one, the real capture)."""
+CUDA graph; on a GPU, when there is one, the real capture); and that no sampler's loop makes the host
+wait for the device, which a capture could not hold (caught on the CPU by a dispatch mode)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from conftest import NoHostSync
 from lpc.build import build
 from lpc.energy import Energy
 from lpc.errors import ConfigError
@@ -65,7 +67,7 @@ class StandInGraph:
         StandInGraph.captures += 1
         self.fn = fn
         self.static_inputs = tuple(t.clone() for t in inputs)
-        with torch.random.fork_rng():
+        with torch.random.fork_rng(), NoHostSync():  # a real capture fails where the host would wait
             self.static_outputs = fn(*self.static_inputs)
 
     def __call__(self, *inputs):
@@ -75,6 +77,31 @@ class StandInGraph:
             if isinstance(static, torch.Tensor):
                 static.copy_(new)
         return clone_outputs(self.static_outputs)
+
+
+def test_the_host_sync_guard_catches_what_a_capture_cannot_hold():
+    z = torch.randn(4, 3)
+    for waits in (lambda: z.sum().item(), lambda: bool((z > 0).any()), lambda: z[z[:, 0] > 0],
+                  lambda: z.nonzero(), lambda: z[torch.tensor([True, False, True, False])].sum()):
+        with pytest.raises(AssertionError, match="waits for the device"), NoHostSync():
+            waits()
+    with NoHostSync():  # what the loop does instead: masks as arithmetic, fixed shapes
+        torch.where(z[:, :1] > 0, z, 0.0).sum(0), z[torch.tensor([0, 2])]
+
+
+@pytest.mark.parametrize("name", list(SAMPLERS))
+@pytest.mark.parametrize("diverge", [False, True])
+def test_the_loop_never_waits_for_the_device(name, diverge, energy):
+    """Every sampler's T steps (gradients, the preconditioner, transitions, step-size adaptation,
+    divergence checks and resets, kept samples) run without a host synchronisation, as a CUDA-graph
+    capture needs; ``diverge`` sends some chains off (a huge start) so the reset path runs too."""
+    sampler = SAMPLERS[name]()
+    z0 = torch.randn(B * sampler.chains, D)
+    if diverge:
+        z0[::3] = 1e6
+    with NoHostSync():
+        outputs = sampler.loop(energy, z0, images(0).repeat(sampler.chains, 1, 1, 1))
+    assert outputs[3].any() == diverge and not outputs[3].all()
 
 
 @pytest.mark.parametrize("name", list(SAMPLERS))
