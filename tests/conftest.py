@@ -1,5 +1,5 @@
-"""Shared fixtures: the repository root, Hydra composition into a temporary output folder, and
-helpers that run the real ``train.py``, and ``NoHostSync``, a guard against host synchronisation."""
+"""Shared fixtures (the repository root, Hydra composition into a temporary output folder), helpers
+that run the real ``train.py``, and ``NoHostSync``, a guard against host synchronisation."""
 
 from __future__ import annotations
 
