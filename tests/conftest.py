@@ -44,10 +44,20 @@ def run_train(tmp_path: Path, *overrides: str, timeout: int = 600) -> subprocess
     return proc
 
 
+def metric_rows(run_dir: Path, key: str) -> list[dict[str, str]]:
+    """The rows of a run's csv/metrics.csv that hold a value of ``key``, in order."""
+    with open(run_dir / "csv" / "metrics.csv") as f:
+        return [row for row in csv.DictReader(f) if row.get(key)]
+
+
 def read_metrics(run_dir: Path, key: str) -> list[float]:
     """The logged values of ``key`` in a run's csv/metrics.csv, in order."""
-    with open(run_dir / "csv" / "metrics.csv") as f:
-        return [float(row[key]) for row in csv.DictReader(f) if row.get(key)]
+    return [float(row[key]) for row in metric_rows(run_dir, key)]
+
+
+def read_metrics_by_step(run_dir: Path, key: str) -> dict[int, float]:
+    """The logged values of ``key`` in a run's csv/metrics.csv, by the step they were written at."""
+    return {int(row["step"]): float(row[key]) for row in metric_rows(run_dir, key)}
 
 
 aten = torch.ops.aten

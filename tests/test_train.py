@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import subprocess
 import sys
@@ -10,13 +9,18 @@ import sys
 import pytest
 import torch
 
-from conftest import ROOT, SHARED_CIFAR, read_metrics, run_train
+from conftest import ROOT, SHARED_CIFAR, read_metrics, read_metrics_by_step, run_train
 from lpc.compose import compose_config
 from lpc.methods.base import GenerativeModule
 from lpc.training import train
 
 FAST = ["num_steps=10", "burn_in=4", "trainer.max_steps=30", "trainer.val_check_interval=15",
         "logger=csv"]
+
+
+def without_clocks(metrics: dict[str, float]) -> dict[str, float]:
+    """A run's final metrics but the wall-clock ones (``*_ms``), which no two runs share."""
+    return {k: v for k, v in metrics.items() if not k.endswith("_ms")}
 
 
 @pytest.mark.slow
@@ -53,16 +57,10 @@ def test_same_seed_gives_identical_metrics(compose_cfg):
     runs = []
     for _ in range(2):
         cfg = compose_cfg("seed=7", "callbacks=none", *FAST)
-        runs.append({k: v for k, v in train(cfg).items() if not k.endswith("_ms")})  # all but wall-clock
+        runs.append(without_clocks(train(cfg)))
     assert runs[0] == runs[1] and len(runs[0]) > 10
     other = train(compose_cfg("seed=8", "callbacks=none", *FAST))
     assert other["train/energy"] != runs[0]["train/energy"]
-
-
-def csv_by_step(run_dir, key: str) -> dict[int, float]:
-    """The logged values of ``key`` in a run's csv/metrics.csv, by the step column."""
-    with open(run_dir / "csv" / "metrics.csv") as f:
-        return {int(row["step"]): float(row[key]) for row in csv.DictReader(f) if row.get(key)}
 
 
 @pytest.mark.parametrize("model", ["warmstart=forward_kl", "model=vae"])
@@ -87,12 +85,11 @@ def test_metrics_are_made_on_logging_steps_only_and_leave_training_unchanged(tmp
     # global_step is read after the decoder's optimizer step: step k logs with global_step == k
     assert made == [7, 14, 21, 28, 30]
     (every_step, dense), (sparse_metrics, sparse) = runs[1], runs[7]
-    assert {k: v for k, v in sparse_metrics.items() if not k.endswith("_ms")} == \
-        {k: v for k, v in every_step.items() if not k.endswith("_ms")}
+    assert without_clocks(sparse_metrics) == without_clocks(every_step)
     for key in ("train/energy", "train/loss", "cost/decoder_evals"):
-        written = csv_by_step(sparse, key)
+        written = read_metrics_by_step(sparse, key)
         assert sorted(written) == [6, 13, 20, 27]  # Lightning's 0-based step of the 7th, 14th, ... batch
-        assert written == {step: v for step, v in csv_by_step(dense, key).items() if step in written}
+        assert written == {step: v for step, v in read_metrics_by_step(dense, key).items() if step in written}
 
 
 def test_missing_dataset_fails_at_start_with_the_fix(tmp_path):
