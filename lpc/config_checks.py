@@ -1,13 +1,15 @@
 """Checks of a composed config before any work starts: every ``_target_`` node's keys must be
-arguments of its target, with values of the annotated type. Ranges are checked by the classes
-themselves when they are built (``lpc.training.build``); both give a ``ConfigError`` that names
-the key, the bad value and what is allowed."""
+arguments of its target, with values of the annotated type, and no number anywhere in the config
+may be inf or nan. Ranges are checked by the classes themselves when they are built
+(``lpc.training.build``); all give a ``ConfigError`` that names the key, the bad value and what is
+allowed."""
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
 import inspect
+import math
 import types
 import typing
 from collections.abc import Iterator, Sequence
@@ -36,6 +38,31 @@ def target_nodes(cfg: Any, path: str = "") -> Iterator[tuple[str, DictConfig]]:
         for i in range(len(cfg)):
             if not OmegaConf.is_interpolation(cfg, i):
                 yield from target_nodes(cfg[i], f"{path}[{i}]")
+
+
+def leaves(cfg: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    """Every value below ``cfg`` that is not a node, with its dotted path, where it is defined:
+    interpolations (``sampler.step_size: ${step_size}``) and missing values are skipped, and so is
+    Hydra's own ``hydra`` node."""
+    if isinstance(cfg, DictConfig):
+        for key in cfg:
+            skip = OmegaConf.is_interpolation(cfg, key) or OmegaConf.is_missing(cfg, key) or (path == "" and key == "hydra")
+            if not skip:
+                yield from leaves(cfg[key], f"{path}.{key}" if path else str(key))
+    elif isinstance(cfg, ListConfig):
+        for i in range(len(cfg)):
+            if not (OmegaConf.is_interpolation(cfg, i) or OmegaConf.is_missing(cfg, i)):
+                yield from leaves(cfg[i], f"{path}[{i}]")
+    else:
+        yield path, cfg
+
+
+def check_finite(cfg: DictConfig) -> None:
+    """Refuse inf and nan in every number of the config: no setting of lpc (step sizes, learning
+    rates, scales, bounds, ...) can work with one, and a run would train on without learning."""
+    for path, value in leaves(cfg):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{path}={value}: expected a finite number, not inf or nan; set {path} to a finite number")
 
 
 def parameters(target: Any) -> tuple[dict[str, inspect.Parameter], dict[str, Any], bool]:
@@ -88,7 +115,8 @@ def type_error(value: Any, hint: Any) -> str | None:
 
 
 def validate_config(cfg: DictConfig) -> None:
-    """Raise ``ConfigError`` for the first unknown key or mistyped value of any ``_target_`` node."""
+    """Raise ``ConfigError`` for the first unknown key or mistyped value of any ``_target_`` node,
+    then for the first inf or nan anywhere in the config."""
     for path, node in target_nodes(cfg):
         try:
             target = _locate(node._target_)
@@ -111,3 +139,4 @@ def validate_config(cfg: DictConfig) -> None:
                 reason = type_error(value, hints[key])
                 if reason:
                     raise ConfigError(f"{path}.{key}={value!r}: {reason} ({hints[key]})")
+    check_finite(cfg)

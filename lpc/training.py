@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 import lpc.resolvers  # noqa: F401 - the configs' ${lpc.*:} resolvers
 from lpc.build import build, instantiate_checked, instantiate_dict
 from lpc.checkpoints import check_resumable
-from lpc.errors import ConfigError
+from lpc.errors import ConfigError, DivergenceError
 from lpc.resume import resume_checkpoint
 
 log = logging.getLogger(__name__)
@@ -79,10 +79,27 @@ def set_tf32(enabled: bool) -> None:
     torch.backends.cudnn.allow_tf32 = enabled
 
 
+def check_updates(cfg: DictConfig, counts: dict[str, int], steps: int, is_global_zero: bool) -> None:
+    """After the results are written: a run that never updated the weights (every chain diverged on
+    every step) raises ``DivergenceError``; one that skipped most updates ends with a warning."""
+    updates, skipped = counts["updates"], counts["skipped_updates"]
+    step_size = OmegaConf.select(cfg, "model.sampler.step_size")
+    if skipped and not updates:
+        raise DivergenceError(
+            f"nothing was learned: every Langevin chain diverged on every one of the {steps} steps with "
+            f"step_size={step_size:g}, so the decoder was never updated. Use precond=adam or a smaller step_size "
+            f"(metrics.json and the checkpoints are written)"
+        )
+    if skipped > updates and is_global_zero:
+        log.warning("%d of %d updates were skipped (every chain of the batch diverged, step_size=%g): use precond=adam "
+                    "or a smaller step_size", skipped, skipped + updates, step_size)
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Build data, model, callbacks, loggers and trainer from ``cfg``; fit; return the final metrics.
 
-    The metrics are also written to ``<output_dir>/metrics.json`` (by rank 0).
+    The metrics are also written to ``<output_dir>/metrics.json`` (by rank 0), with the step count and
+    the update counts (``GenerativeModule.update_counts``); then ``check_updates`` runs.
     """
     L.seed_everything(resolve_seed(cfg), workers=True)  # before the model exists: its initial weights follow the seed
     set_tf32(bool(cfg.get("tf32", False)))
@@ -113,6 +130,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     if trainer.is_global_zero:
         out = Path(cfg.paths.output_dir) / "metrics.json"
-        out.write_text(json.dumps({"global_step": trainer.global_step, **metrics}, indent=2, sort_keys=True))
+        summary = {"global_step": trainer.global_step, **model.update_counts, **metrics}
+        out.write_text(json.dumps(summary, indent=2, sort_keys=True))
         log.info("metrics written to %s", out)
+    check_updates(cfg, model.update_counts, trainer.global_step, trainer.is_global_zero)
     return metrics

@@ -71,6 +71,8 @@ class GenerativeModule(L.LightningModule):
         self.automatic_optimization = False
         self.validated_at = -1  # global_step of the last validation
         self.train_rng: dict[str, Tensor | None] | None = None  # the training stream's state
+        self.skipped_steps = 0  # this rank's training steps with nothing to learn from (kept in checkpoints)
+        self.update_counts = {"updates": 0, "skipped_updates": 0}  # the run's, over all ranks (``on_train_end``)
         self._validation_rng = ExitStack()
 
     def rng_devices(self) -> list[torch.device]:
@@ -101,14 +103,24 @@ class GenerativeModule(L.LightningModule):
         self._validation_rng.close()
         self.validated_at = self.global_step
 
+    def on_train_end(self) -> None:
+        """Count the run's updates, summed over ranks: ``updates``, the steps on which a rank's batch
+        taught the weights, and ``skipped_updates``, those on which every chain of it diverged (in
+        one process, steps). Every rank takes part, so all of them see the same counts."""
+        counts = torch.tensor([self.global_step - self.skipped_steps, self.skipped_steps], device=self.device)
+        updates, skipped = self.trainer.strategy.reduce(counts, reduce_op="sum").tolist()
+        self.update_counts = {"updates": int(updates), "skipped_updates": int(skipped)}
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["train_rng"] = self.train_rng
+        checkpoint["skipped_steps"] = self.skipped_steps
         for logger in self.trainer.loggers:
             if isinstance(logger, WandbLogger):
                 checkpoint["wandb_run_id"] = logger.version  # a resumed run logs to the same W&B run
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.train_rng = checkpoint.get("train_rng")
+        self.skipped_steps = checkpoint.get("skipped_steps", 0)
 
     @property
     def decoder(self) -> nn.Module:
@@ -152,6 +164,11 @@ class GenerativeModule(L.LightningModule):
         as (mean, log_std), each (B, D)."""
         raise NotImplementedError
 
+    @property
+    def amortised_encoder(self) -> nn.Module | None:
+        """The method's encoder x -> (mean, log_std) of q(z | x), each (B, D); None without one."""
+        return None
+
     def step_optimizer(
         self, optimizer: LightningOptimizer, loss: Tensor, counts_as_step: bool = True,
         hint: str = "nothing was applied to the weights; lower the learning rate (model.optimizer.lr) or the step size",
@@ -183,6 +200,7 @@ class GenerativeModule(L.LightningModule):
     def skip_update(self, optimizers: list[LightningOptimizer]) -> None:
         """A step with nothing to learn from (every chain diverged): nothing is applied and the step
         still counts; under DDP this rank adds zero gradients to the others' average instead."""
+        self.skipped_steps += 1
         if self.trainer.world_size == 1:
             optimizers[0].zero_grad()
             optimizers[0].step()
