@@ -40,18 +40,24 @@ def run_config(cfg: DictConfig, ckpt: dict[str, Any]) -> DictConfig:
     return run
 
 
+def restore(run: DictConfig, ckpt: dict[str, Any], ckpt_path: str, device: torch.device) -> tuple[Any, Any]:
+    """The datamodule (test split set up) and the trained model of a checkpoint, on ``device``,
+    built from ``run`` (its saved config, e.g. from ``run_config``)."""
+    datamodule, model = build(run)
+    check_state_dict(model, ckpt, ckpt_path)
+    model.load_state_dict(ckpt["state_dict"])
+    model.on_load_checkpoint(ckpt)  # what the method keeps beside its weights (e.g. a backed-off step size)
+    datamodule.setup("test")
+    return datamodule, model.to(device)
+
+
 def evaluate_checkpoint(cfg: DictConfig) -> dict[str, Any]:
     """Evaluate ``cfg.ckpt_path``; write ``<output_dir>/metrics.json`` and sample grids; log to the
     configured loggers. Returns the JSON's contents."""
     ckpt = read_checkpoint(cfg.ckpt_path)
     run = run_config(cfg, ckpt)
-    datamodule, model = build(run)
-    check_state_dict(model, ckpt, cfg.ckpt_path)
-    model.load_state_dict(ckpt["state_dict"])
-    model.on_load_checkpoint(ckpt)  # what the method keeps beside its weights (e.g. a backed-off step size)
-    datamodule.setup("test")
     device = torch.device("cuda" if torch.cuda.is_available() and cfg.get("device", "auto") != "cpu" else "cpu")
-    model.to(device)
+    datamodule, model = restore(run, ckpt, cfg.ckpt_path, device)
     evaluator: Evaluator = instantiate_checked(run.eval, "eval")
     result = evaluator.evaluate(model, datamodule.val_set, datamodule.pixel_range, datamodule.dataset_id)
     step = int(ckpt.get("global_step", 0))
@@ -69,6 +75,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict[str, Any]:
         "global_step": step,
         "method": run.model._target_,
         "metrics": {f"eval/{k}": v for k, v in sorted(result.metrics.items())},
+        "estimators": {f"eval/{k}": f"eval/{v}" for k, v in result.estimators.items()},
         "missing": result.errors,
     }
     (out_dir / "metrics.json").write_text(json.dumps(report, indent=2))

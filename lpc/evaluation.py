@@ -1,21 +1,27 @@
 """The evaluation every method shares: sample quality (Frechet distance and precision, recall,
-density, coverage of prior samples against the test split, in a feature network's space) and
-likelihood bounds (ELBO and IWAE_k per proposal, bits per dimension). Used during training by
+density, coverage of prior samples against the test split, in a feature network's space),
+likelihood bounds (ELBO and IWAE_k per proposal, bits per dimension) and annealed importance
+sampling (AIS from the prior and the encoder, with the BDMC gap), which judges every method's
+model by the same estimator whatever proposal the method has. Used during training by
 ``lpc.callbacks.PeriodicEvaluation`` and standalone by ``scripts/evaluate.py``."""
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
+from tqdm.auto import tqdm
 
-from lpc.methods.base import GenerativeModule
+from lpc.methods.base import GenerativeModule, repeat_batch
+from lpc.metrics.ais import AIS
 from lpc.metrics.elbo import bits_per_dim, importance_log_weights, iwae_bound
+from lpc.samplers.annealing import DiagonalGaussian
 from lpc.errors import ConfigError
 from lpc.metrics.features import ClassifierFeatures, FeaturesUnavailableError, InceptionFeatures
 from lpc.metrics.frechet import frechet_distance
@@ -75,10 +81,50 @@ class LikelihoodBounds:
     enabled: bool = True
 
 
+AIS_STARTS = ("prior", "encoder")
+
+
+@dataclass
+class AnnealedLikelihood(AIS):
+    """AIS estimates of log p(x) (``lpc.metrics.ais``) on the first ``num_examples`` test images,
+    from each start in ``starts``: ``prior`` (p(z), every method) and ``encoder`` (the method's
+    q(z | x), where it has one); metrics ``ais_<start>`` with the chains' weight ESS and acceptance.
+    The estimator's own checks: AIS from the prior again at each length K of ``check_distributions``
+    (``ais<K>_prior``: a converged estimate has stopped moving with K), and, with
+    ``bdmc_examples`` > 0, BDMC on that many examples simulated from the model
+    (``bdmc_lower_<start>``, ``bdmc_upper_<start>``, ``bdmc_gap_<start>``). ``batch_size`` examples
+    (times ``chains`` rows) go through the annealing at once. ``at_end_only``: skip AIS in the
+    periodic evaluations during training, run it at the end (and in ``scripts/evaluate.py``).
+    ``progress``: a progress bar (on a terminal)."""
+
+    enabled: bool = False
+    num_examples: int = 1000
+    batch_size: int = 100
+    starts: Sequence[str] = AIS_STARTS
+    check_distributions: Sequence[int] = ()
+    bdmc_examples: int = 100
+    at_end_only: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        unknown = set(self.starts) - set(AIS_STARTS)
+        if unknown or not self.starts:
+            raise ValueError(f"eval.ais.starts must be a non-empty list of {list(AIS_STARTS)}, got {list(self.starts)}")
+        for name in ("num_examples", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"eval.ais.{name} must be >= 1, got {getattr(self, name)}")
+        if self.bdmc_examples < 0:
+            raise ValueError(f"eval.ais.bdmc_examples must be >= 0, got {self.bdmc_examples}")
+        if any(k < 1 for k in self.check_distributions):
+            raise ValueError(f"eval.ais.check_distributions must be >= 1 each, got {list(self.check_distributions)}")
+
+
 @dataclass
 class EvalResult:
     metrics: dict[str, float] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    estimators: dict[str, str] = field(default_factory=dict)  # headline metric -> the estimate it is (e.g. ais_prior)
 
 
 def to_unit(images: Tensor, pixel_range: tuple[float, float]) -> Tensor:
@@ -96,12 +142,13 @@ class Evaluator:
 
     def __init__(
         self, fid: SampleQuality, likelihood: LikelihoodBounds, seed: int = 0,
-        features: str | Sequence[str] | None = None,
+        features: str | Sequence[str] | None = None, ais: AnnealedLikelihood | None = None,
     ):
         if features is not None:
             fid.features = features if isinstance(features, str) else list(features)
         self.fid = fid
         self.likelihood = likelihood
+        self.ais = ais or AnnealedLikelihood(enabled=False)
         self.seed = seed
         self._features: dict[int, nn.Module] = {}  # by position in fid.spaces
         self._features_error: dict[int, str] = {}
@@ -175,8 +222,6 @@ class Evaluator:
             for name, (mean, log_std) in model.proposals(x).items():
                 weights = importance_log_weights(lambda z: -model.energy(x, z), mean, log_std, k_max)
                 log_w.setdefault(name, []).append(weights)
-        num_dims = math.prod(test_set[0][0].shape)
-        bin_width = None if model.likelihood.discrete else (pixel_range[1] - pixel_range[0]) / 256
         metrics = {}
         for name, parts in log_w.items():
             weights = torch.cat(parts, dim=1)  # (k_max, n)
@@ -184,18 +229,79 @@ class Evaluator:
             for k in sorted(set(settings.k) - {1}):
                 metrics[f"iwae{k}_{name}"] = iwae_bound(weights, k).mean().item()
             best = iwae_bound(weights, k_max)
-            metrics[f"bpd_{name}"] = bits_per_dim(best, num_dims, bin_width).mean().item()
-        if log_w:  # the tightest of the method's bounds: one name to compare (and tune) methods by
-            best_name = max(log_w, key=lambda name: metrics[f"iwae{k_max}_{name}" if k_max > 1 else f"elbo_{name}"])
-            metrics["log_likelihood"] = metrics[f"iwae{k_max}_{best_name}" if k_max > 1 else f"elbo_{best_name}"]
-            metrics["bpd"] = metrics[f"bpd_{best_name}"]
+            metrics[f"bpd_{name}"] = bits_per_dim_of(model, test_set, pixel_range, best).mean().item()
         return metrics
 
+    def annealed_likelihood(self, model: GenerativeModule, test_set: Dataset) -> dict[str, float]:
+        """AIS from each start on the test images (from the prior also at each length of
+        ``check_distributions``), and BDMC on data simulated from the model."""
+        settings = self.ais
+        n = min(settings.num_examples, len(test_set))
+        starts = [s for s in settings.starts if s == "prior" or model.amortised_encoder is not None]
+        runs = [(settings.num_distributions, name) for name in starts]
+        runs += [(length, "prior") for length in settings.check_distributions if "prior" in starts]
+        batches = -(-n // settings.batch_size)
+        metrics: dict[str, float] = {}
+        with self.progress_bar("AIS", settings.passes * sum(k for k, _ in runs) * batches) as progress:
+            for length, name in runs:
+                ais = replace(settings, num_distributions=length)
+                parts = [self.ais_batch(model, ais, stack_images(test_set, i, min(i + ais.batch_size, n)).to(model.device),
+                                        name, progress) for i in range(0, n, ais.batch_size)]
+                log_px, ess, accept = (torch.cat(t) for t in zip(*parts))
+                if length != settings.num_distributions:
+                    metrics[f"ais{length}_{name}"] = log_px.mean().item()
+                    continue
+                metrics.update({f"ais_{name}": log_px.mean().item(), f"ais_{name}_ess": ess.mean().item(),
+                                f"ais_{name}_accept": accept.mean().item()})
+        if settings.bdmc_examples:
+            batches = -(-settings.bdmc_examples // settings.batch_size)
+            with self.progress_bar("BDMC", (settings.passes + 1) * settings.num_distributions * len(starts) * batches) as progress:
+                for name in starts:
+                    lower, upper = (torch.cat(t) for t in zip(*self.bdmc(model, name, progress)))
+                    metrics.update({f"bdmc_lower_{name}": lower.mean().item(), f"bdmc_upper_{name}": upper.mean().item(),
+                                    f"bdmc_gap_{name}": (upper - lower).mean().item()})
+        return metrics
+
+    def start_density(self, model: GenerativeModule, x: Tensor, name: str) -> DiagonalGaussian:
+        """p_0 over the ``chains`` x B rows: the prior N(0, I) or the method's q(z | x)."""
+        rows = self.ais.chains * len(x)
+        if name == "prior":
+            zeros = torch.zeros(rows, model.latent_dim, device=x.device)
+            return DiagonalGaussian(zeros, zeros)
+        mean, log_std = model.amortised_encoder(x)
+        return DiagonalGaussian(repeat_batch(mean, self.ais.chains), repeat_batch(log_std, self.ais.chains))
+
+    def ais_batch(self, model: GenerativeModule, ais: AIS, x: Tensor, name: str,
+                  progress: Callable[[int], None]) -> tuple[Tensor, ...]:
+        """log p_hat(x), the weights' ESS and the mean acceptance per example of the batch x."""
+        xs = repeat_batch(x, ais.chains)
+        estimate = ais.estimate(lambda z: model.energy(xs, z), self.start_density(model, x, name), progress)
+        return estimate.log_px, estimate.ess, estimate.accept_rate.mean(0)
+
+    def bdmc(self, model: GenerativeModule, name: str, progress: Callable[[int], None]) -> Iterator[tuple[Tensor, Tensor]]:
+        """(lower, upper) per batch of examples simulated from the model: z* ~ p(z), x ~ p(x | z*)."""
+        settings = self.ais
+        for i in range(0, settings.bdmc_examples, settings.batch_size):
+            z_star = torch.randn(min(settings.batch_size, settings.bdmc_examples - i), model.latent_dim, device=model.device)
+            x = model.likelihood.sample(model.decoder(z_star))
+            xs = repeat_batch(x, settings.chains)
+            bounds = settings.bdmc(lambda z: model.energy(xs, z), self.start_density(model, x, name),
+                                   repeat_batch(z_star, settings.chains), progress)
+            yield bounds.lower, bounds.upper
+
+    @contextmanager
+    def progress_bar(self, what: str, total: int) -> Iterator[Callable[[int], None]]:
+        """A callback for ``lpc.metrics.ais`` that advances a bar of ``total`` distributions (shown on a terminal)."""
+        with tqdm(total=total, desc=what, unit="dist", disable=None if self.ais.progress else True, leave=False) as bar:
+            yield lambda k: bar.update(1)
+
     def evaluate(
-        self, model: GenerativeModule, test_set: Dataset, pixel_range: tuple[float, float], dataset: str = ""
+        self, model: GenerativeModule, test_set: Dataset, pixel_range: tuple[float, float], dataset: str = "",
+        final: bool = True,
     ) -> EvalResult:
         """All metrics, named without a prefix; the RNG state outside is left untouched. ``dataset``
-        names the data (``ImageDataModule.dataset_id``) for a classifier's card check."""
+        names the data (``ImageDataModule.dataset_id``) for a classifier's card check; ``final=False``
+        (a periodic evaluation during training) skips AIS with ``eval.ais.at_end_only``."""
         result = EvalResult()
         was_training = model.training
         model.eval()
@@ -210,12 +316,43 @@ class Evaluator:
                         "no proposal for likelihood bounds: the model has no encoder and its chain keeps fewer "
                         "than 2 samples (lower sampler.thin or burn_in)"
                     )
+            if self.ais.enabled and (final or not self.ais.at_end_only):
+                result.metrics.update(self.annealed_likelihood(model, test_set))
+            self.headline(result, model, test_set, pixel_range)
             if self.fid.enabled:
                 metrics, errors = self.sample_quality(model, test_set, pixel_range, dataset)
                 result.metrics.update(metrics)
                 result.errors.update(errors)
         model.train(was_training)
         return result
+
+
+    def headline(self, result: EvalResult, model: GenerativeModule, test_set: Dataset, pixel_range: tuple[float, float]) -> None:
+        """``log_likelihood``: the tightest (largest) of the estimates, all lower bounds in expectation
+        (AIS from each start, IWAE_kmax, or the ELBO for k = 1, of each proposal), and ``bpd`` from it;
+        ``bdmc_gap``: the BDMC gap of the best AIS start. ``result.estimators`` names the estimate
+        ``log_likelihood`` is."""
+        metrics = result.metrics
+        k_max = max(self.likelihood.k)
+        bound = f"iwae{k_max}" if k_max > 1 else "elbo"
+        ais = [f"ais_{start}" for start in AIS_STARTS if f"ais_{start}" in metrics]
+        gap = f"bdmc_gap_{max(ais, key=metrics.__getitem__).removeprefix('ais_')}" if ais else ""
+        if gap in metrics:
+            metrics["bdmc_gap"] = metrics[gap]
+        candidates = ais + [k for k in metrics if k.startswith(f"{bound}_")]
+        if not candidates:
+            return
+        best = max(candidates, key=metrics.__getitem__)
+        metrics["log_likelihood"] = metrics[best]
+        metrics["bpd"] = bits_per_dim_of(model, test_set, pixel_range, torch.tensor(metrics[best])).item()
+        result.estimators["log_likelihood"] = best
+
+
+def bits_per_dim_of(model: GenerativeModule, test_set: Dataset, pixel_range: tuple[float, float], log_px: Tensor) -> Tensor:
+    """Bits per dimension of the test images from log p(x) (``lpc.metrics.elbo.bits_per_dim``): 8-bit
+    bins of the pixel range for a density, none for a discrete likelihood."""
+    bin_width = None if model.likelihood.discrete else (pixel_range[1] - pixel_range[0]) / 256
+    return bits_per_dim(log_px, math.prod(test_set[0][0].shape), bin_width)
 
 
 def stack_images(dataset: Dataset, start: int, stop: int) -> Tensor:

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 import lpc.resolvers  # noqa: F401 - the configs' ${lpc.*:} resolvers
 from lpc.build import build, instantiate_checked, instantiate_dict
+from lpc.callbacks.evaluation import PeriodicEvaluation
 from lpc.checkpoints import check_resumable
 from lpc.errors import ConfigError, DivergenceError
 from lpc.resume import resume_checkpoint
@@ -98,12 +99,17 @@ def check_updates(cfg: DictConfig, counts: dict[str, int], steps: int, is_global
 def train(cfg: DictConfig) -> dict[str, float]:
     """Build data, model, callbacks, loggers and trainer from ``cfg``; fit; return the final metrics.
 
-    The metrics are also written to ``<output_dir>/metrics.json`` (by rank 0), with the step count and
-    the update counts (``GenerativeModule.update_counts``); then ``check_updates`` runs.
+    The metrics are also written to ``<output_dir>/metrics.json`` (by rank 0), with the step count,
+    the update counts (``GenerativeModule.update_counts``) and ``estimators`` (which estimate
+    ``eval/log_likelihood`` is, e.g. ``eval/ais_prior``); then ``check_updates`` runs.
     """
     L.seed_everything(resolve_seed(cfg), workers=True)  # before the model exists: its initial weights follow the seed
     set_tf32(bool(cfg.get("tf32", False)))
     datamodule, model = build(cfg)  # a config that cannot work fails here, before anything is read
+    finished = Path(cfg.paths.output_dir) / "metrics.json"
+    if cfg.get("skip_finished") and finished.is_file():
+        log.info("skip_finished=true: %s holds a finished run; not run again", finished)
+        return {k: v for k, v in json.loads(finished.read_text()).items() if isinstance(v, float)}
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     ckpt_path = resume_checkpoint(cfg, overrides)
     if ckpt_path:
@@ -130,7 +136,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     if trainer.is_global_zero:
         out = Path(cfg.paths.output_dir) / "metrics.json"
-        summary = {"global_step": trainer.global_step, **model.update_counts, **metrics}
+        estimators = {k: v for cb in callbacks if isinstance(cb, PeriodicEvaluation) for k, v in cb.estimators.items()}
+        summary = {"global_step": trainer.global_step, **model.update_counts, **metrics, "estimators": estimators}
         out.write_text(json.dumps(summary, indent=2, sort_keys=True))
         log.info("metrics written to %s", out)
     check_updates(cfg, model.update_counts, trainer.global_step, trainer.is_global_zero)

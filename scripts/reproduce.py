@@ -23,6 +23,7 @@ import csv
 import json
 import math
 import os
+import re
 import shlex
 import statistics
 import subprocess
@@ -50,7 +51,9 @@ TRAIN = [sys.executable, str(ROOT / "train.py")]
 # Settings of each scale, on top of the experiment's own (which are the `small` scale).
 TINY = ["trainer.max_steps=6", "trainer.val_check_interval=3", "num_steps=4", "burn_in=2", "sampler.thin=1",
         "eval=fast", "eval.fid.num_samples=100", "eval.likelihood.num_examples=32", "callbacks.image_grids.every_n_steps=3",
-        "trainer.limit_val_batches=2", "logger=csv", "trainer.enable_progress_bar=false"]
+        "trainer.limit_val_batches=2", "logger=csv", "trainer.enable_progress_bar=false",
+        "eval.ais.num_distributions=6", "eval.ais.chains=2", "eval.ais.num_examples=8", "eval.ais.bdmc_examples=4",
+        "eval.ais.check_distributions=[3]"]
 PAPER = ["data=folder", "data.root=../shared/data/cifar10/cifar10_jpeg.zip", "decoder=higgins32", "encoder=higgins32",
          "latent_dim=64", "trainer.max_steps=50000", "trainer.val_check_interval=5000", "trainer=gpu"]
 # the grid each experiment keeps at --scale tiny (a few cells of each axis, one seed)
@@ -87,9 +90,14 @@ EXPERIMENTS = {
 
 # The report's metrics: name -> (how to read it from a run's final metrics, direction, label)
 LABELS = {
-    "log_likelihood": "IWAE bound on log p(x), largest k (nats, higher is better)",
+    "log_likelihood": "the tightest estimate of log p(x) (nats, higher is better): the `estimator` column names it",
+    "ais_prior": "AIS from the prior, log p(x) (nats; every method alike)",
+    "ais_encoder": "AIS from the method's encoder q(z|x) (nats; methods with an encoder)",
+    "ais_check": "AIS from the prior at a shorter schedule (nats): close to ais_prior if AIS converged",
+    "bdmc_gap": "BDMC gap of the best AIS on data simulated from the model (nats): AIS's error bar",
+    "iwae": "IWAE bound, largest k, best proposal (nats)",
     "elbo": "ELBO (nats, higher is better)",
-    "bpd": "bits/dim (lower is better)",
+    "bpd": "bits/dim of log_likelihood (lower is better)",
     "fd": "Frechet distance of samples (lower is better)",
     "recon_mse": "val reconstruction MSE",
     "accept_rate": "acceptance rate",
@@ -97,16 +105,25 @@ LABELS = {
     "decoder_evals": "decoder evals per update",
     "step_ms": "ms per update",
 }
+CURVE = "iwae"  # the likelihood the curves show: every evaluation has it (AIS may run at the end only)
 
 
 def summarise(metrics: dict) -> dict[str, float | None]:
     """The report's metrics of one run, from its final metrics (metrics.json)."""
     fd_keys = ["eval/fid"] + sorted(k for k in metrics if k.startswith("eval/fd_"))
     fd_key = next((k for k in fd_keys if k in metrics), None)
-    elbos = [v for k, v in metrics.items() if k.startswith("eval/elbo_")]
+    best = lambda prefix: max((v for k, v in metrics.items() if re.fullmatch(prefix, k)), default=None)  # noqa: E731
+    k_max = max((int(m.group(1)) for k in metrics if (m := re.fullmatch(r"eval/iwae(\d+)_\w+", k))), default=None)
+    estimator = (metrics.get("estimators") or {}).get("eval/log_likelihood")
     return {
         "log_likelihood": metrics.get("eval/log_likelihood"),
-        "elbo": max(elbos) if elbos else None,
+        "estimator": estimator.removeprefix("eval/") if estimator else None,
+        "ais_prior": metrics.get("eval/ais_prior"),
+        "ais_encoder": metrics.get("eval/ais_encoder"),
+        "ais_check": best(r"eval/ais\d+_prior"),
+        "bdmc_gap": metrics.get("eval/bdmc_gap"),
+        "iwae": best(rf"eval/iwae{k_max}_\w+") if k_max else best(r"eval/elbo_\w+"),
+        "elbo": best(r"eval/elbo_\w+"),
         "bpd": metrics.get("eval/bpd"),
         "fd": metrics.get(fd_key) if fd_key else None,
         "fd_space": None if fd_key is None else ("inception (FID)" if fd_key == "eval/fid" else f"{fd_key[len('eval/fd_'):]} features (offline, not FID)"),
@@ -166,7 +183,7 @@ def read_curves(csv_file: Path, final: dict | None) -> list[dict]:
             s = summarise(values)
             step = int(r["step"]) + 1
             curve.append({"step": step, "decoder_evals": step * per_step, "seconds": step * ms / 1e3,
-                          "log_likelihood": s["log_likelihood"], "fd": s["fd"]})
+                          CURVE: s[CURVE], "fd": s["fd"]})
     return curve
 
 
@@ -191,8 +208,8 @@ def table_rows(runs: list[dict], experiment: Experiment) -> list[dict]:
             values = [d[metric] for d in done if d[metric] is not None and math.isfinite(d[metric])]
             row[metric] = statistics.fmean(values) if values else None
             row[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else (0.0 if values else None)
-        spaces = {d["fd_space"] for d in done if d["fd_space"]}
-        row["fd_space"] = ", ".join(sorted(spaces)) or None
+        for name in ("fd_space", "estimator"):
+            row[name] = ", ".join(sorted({d[name] for d in done if d[name]})) or None
         rows.append(row)
     if experiment.x:
         rows.sort(key=lambda r: (line_name(r, experiment), float(r["keys"][experiment.x])))
@@ -212,15 +229,17 @@ def report_table(rows: list[dict]) -> str:
         v, s = r[m], r[f"{m}_std"]
         return "" if v is None else (f"{v:.4g}" if not s else f"{v:.4g} ± {s:.2g}")
 
-    return markdown_table(["group", "runs (failed)", *columns],
-                          ([r["group"], f"{r['runs']} ({r['failed']})", *(cell(r, m) for m in columns)] for r in rows))
+    if any(r["estimator"] for r in rows) and "log_likelihood" in columns:  # the estimate each log_likelihood is
+        columns.insert(columns.index("log_likelihood") + 1, "estimator")
+    cells = lambda r: [r["estimator"] or "" if m == "estimator" else cell(r, m) for m in columns]  # noqa: E731
+    return markdown_table(["group", "runs (failed)", *columns], ([r["group"], f"{r['runs']} ({r['failed']})", *cells(r)] for r in rows))
 
 
 def plot_curves(runs: list[dict], experiment: Experiment, out: Path) -> list[Path]:
     """Log-likelihood bound and FD against SGD iterations, decoder-gradient evaluations and
     wall-clock, one line per group (mean over repeats at each evaluation)."""
     figures = []
-    for metric in ("log_likelihood", "fd"):
+    for metric in (CURVE, "fd"):
         fig, axes = plt.subplots(1, 3, figsize=(15, 4))
         drawn = False
         for name, members in grouped(runs, experiment).items():
@@ -306,6 +325,7 @@ def commands(name: str, scale: str, extra: list[str], out: Path) -> list[list[st
     settings = {"tiny": TINY, "small": [], "paper": PAPER}[scale]
     grid = [f"{k}={v}" for k, v in TINY_GRIDS[name].items()] if scale == "tiny" else []  # the command line wins over the sweeper's params
     experiment = EXPERIMENTS[name]
+    settings = [*settings, "skip_finished=true"]  # a re-launched grid runs only the jobs that did not finish
     if experiment.methods:  # one study per method, each with the same budget
         return [[*TRAIN, "-m", f"experiment={name}", f"method={m}", *settings, *grid, *extra,
                  f"hydra.sweep.dir={out / 'runs' / m}"] for m in study_methods(experiment, scale)]
@@ -385,6 +405,10 @@ def write_report(name: str, scale: str, cmds: list[list[str]], extra: list[str],
     (out / "report.md").write_text("\n".join(lines) + "\n")
     if wandb_project:
         log_to_wandb(wandb_project, name, scale, out, rows, figures)
+        from lpc.dashboards import publish_experiment_report  # wandb-workspaces: only with --wandb
+
+        groups = [f"{name}_{m}" for m in study_methods(experiment, scale)] if experiment.methods else [f"{name}_runs"]
+        publish_experiment_report(name, None, wandb_project, groups, (out / "report.md").read_text(), out)
     return report
 
 

@@ -146,23 +146,34 @@ def test_training_logs_the_evaluation_and_survives_missing_fid(compose_cfg, tmp_
 
 
 @pytest.mark.parametrize("method,proposals", [  # warmstart=none and persistent: tests/test_sampler_runs.py
-    (["warmstart=jeffreys"], {"chain", "encoder"}),
-    (["model=pc"], {"chain"}), (["model=vae"], {"encoder"}),
+    (["warmstart=jeffreys"], {"chain", "encoder"}), (["sampler=mala"], {"chain"}),
+    (["sampler=hmc", "sampler.num_leapfrog=2", "warmstart=reverse_kl"], {"chain", "encoder"}),
+    (["model=pc"], {"chain"}), (["model=vae"], {"encoder"}), (["model=iwae"], {"encoder"}),
 ])
 def test_evaluate_py_on_a_checkpoint_of_each_method(compose_cfg, tmp_path, method, proposals):
+    """eval=ais_paper (Wu et al.'s 16 chains and 10 leapfrog steps; few distributions and examples here)."""
     train(compose_cfg(*method, *FAST, "callbacks=model_checkpoint"))
     ckpt = tmp_path / "checkpoints" / "last.ckpt"
     out = tmp_path / "eval"
-    cmd = [sys.executable, "scripts/evaluate.py", f"ckpt_path={ckpt}", "eval=fast", "eval.fid.download=false",
-           "eval.likelihood.num_examples=40", "logger=csv", f"hydra.run.dir={out}"]
+    cmd = [sys.executable, "scripts/evaluate.py", f"ckpt_path={ckpt}", "eval=ais_paper", "eval.fid.num_samples=100",
+           "eval.fid.download=false", "eval.likelihood.num_examples=40", "eval.likelihood.k=[1,10]",
+           "eval.ais.num_distributions=5", "eval.ais.num_examples=6", "eval.ais.bdmc_examples=3",
+           "eval.ais.check_distributions=[3]", "logger=csv", f"hydra.run.dir={out}"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((out / "metrics.json").read_text())
     assert report["global_step"] == 30 and "FID skipped" in report["missing"]["fid"]
+    m = report["metrics"]
     for p in proposals:
-        m = report["metrics"]
         assert m[f"eval/iwae10_{p}"] >= m[f"eval/elbo_{p}"] - 1.0 and m[f"eval/bpd_{p}"] > 0
-    assert {f"eval/elbo_{p}" for p in proposals} == {k for k in report["metrics"] if k.startswith("eval/elbo_")}
+    assert {f"eval/elbo_{p}" for p in proposals} == {k for k in m if k.startswith("eval/elbo_")}
+    starts = {"prior", "encoder"} if "encoder" in proposals else {"prior"}
+    assert {k for k in m if k.startswith("eval/ais_") and k.count("_") == 1} == {f"eval/ais_{s}" for s in starts}
+    assert {"eval/ais3_prior"} | {f"eval/bdmc_gap_{s}" for s in starts} <= set(m) and "eval/ais3_encoder" not in m
+    assert all(np.isfinite(m[f"eval/ais_{s}"]) and m[f"eval/bdmc_gap_{s}"] > -5 for s in starts)
+    best = report["estimators"]["eval/log_likelihood"]
+    assert m["eval/log_likelihood"] == m[best] == max(m[k] for k in m if k.startswith(("eval/iwae10_", "eval/ais_"))
+                                                      and k.count("_") == 1)
     assert (out / "images" / "samples_step000030.png").exists()
 
 

@@ -23,7 +23,7 @@ from lpc.config_checks import validate_config
 from lpc.errors import ConfigError
 from lpc.training import train
 
-NON_FINITE = ["inf", "-inf", "nan"]
+NON_FINITE = ["inf", "nan"]
 # (group choices, key): the float settings of the shipped configs, each where a user sets it, and two of
 # the Trainer's that take a float
 FLOAT_SETTINGS = [

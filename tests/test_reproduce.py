@@ -17,8 +17,8 @@ from wandb_records import history_keys
 
 EXPERIMENTS = ["lpc_vs_vae", "warmstart_objectives", "step_size_robustness", "ula_vs_mala", "tuned"]
 FIGURES = {
-    "lpc_vs_vae": {"log_likelihood_curves.png", "fd_curves.png", "samples.png"},
-    "warmstart_objectives": {"log_likelihood_curves.png", "fd_curves.png", "samples.png"},
+    "lpc_vs_vae": {"iwae_curves.png", "fd_curves.png", "samples.png"},
+    "warmstart_objectives": {"iwae_curves.png", "fd_curves.png", "samples.png"},
     "step_size_robustness": {"metrics_vs_step_size.png"},
     "ula_vs_mala": {"metrics_vs_step_size.png"},
     "tuned": set(),
@@ -40,6 +40,9 @@ def test_every_experiment_runs_at_tiny_scale_and_writes_its_report(tmp_path, nam
     assert report["commit"] in text and "python train.py -m experiment=" + name in text
     assert "digits_cnn features (offline, not FID)" in text  # no Inception weights here: named as what it is
     assert all(row["failed"] == 0 for row in report["table"])
+    # the headline likelihood is AIS (run at the end), named, with its checks and the IWAE bound beside it
+    assert all(row[m] is not None for row in report["table"] for m in ("ais_prior", "ais_check", "bdmc_gap", "iwae"))
+    assert all(row["estimator"] for row in report["table"]) and "| estimator |" in text
     if name == "ula_vs_mala":
         assert {r["sampler"] for r in report["exact_target_bias"]} == {"ula", "mala", "hmc"}
         assert all(r["accept_rate"] is not None for r in report["table"] if r["group"].startswith("sampler=mala"))
@@ -72,7 +75,7 @@ def test_report_table_equals_the_metrics_in_the_runs_files(tmp_path):
     # --wandb logs the same table and the figures to an (offline) W&B run
     reproduce("warmstart_objectives", tmp_path, "--report-only", "--wandb", "lpc-test", "--", "method=lpc,lpc_jeffreys", "seed=0,1")
     logged = history_keys(next(tmp_path.glob("wandb/offline-run-*/run-*.wandb")))
-    assert {"report/table/_type", "report/log_likelihood_curves/_type", "report/samples/_type"} <= logged
+    assert {"report/table/_type", "report/iwae_curves/_type", "report/samples/_type"} <= logged
 
 
 @pytest.mark.skipif(not SHARED_MNIST_T10K.exists(), reason="needs ../shared/data/mnist-t10k")
@@ -83,3 +86,17 @@ def test_an_experiment_runs_on_the_mnist_test_split(tmp_path):
     assert [row["group"] for row in report["table"]] == ["method=lpc", "method=vae"]
     assert all(row["failed"] == 0 and row["fd"] > 0 for row in report["table"])
     assert "mnist_t10k_cnn features (offline, not FID)" in (tmp_path / "report.md").read_text()
+
+
+def test_a_relaunched_grid_runs_only_the_jobs_that_did_not_finish(tmp_path):
+    """reproduce.py passes skip_finished=true: finished jobs (metrics.json) are kept, the others run again."""
+    reproduce("lpc_vs_vae", tmp_path, "--", "method=lpc,vae")
+    done = {p.parent.name: p for p in (tmp_path / "runs").glob("*/metrics.json")}
+    assert sorted(done) == ["0", "1"]
+    kept = done["1"].read_text()
+    stamp = done["1"].stat().st_mtime_ns
+    done["0"].unlink()  # job 0 was interrupted
+    report = reproduce("lpc_vs_vae", tmp_path, "--", "method=lpc,vae")
+    assert done["0"].exists() and done["1"].stat().st_mtime_ns == stamp and done["1"].read_text() == kept
+    assert "skip_finished=true: " in (tmp_path / "runs" / "1" / "lpc_vs_vae.log").read_text()
+    assert [row["runs"] for row in report["table"]] == [1, 1]

@@ -32,6 +32,7 @@ class PeriodicEvaluation(L.Callback):
         self.every_n_epochs = every_n_epochs
         self.at_end = at_end
         self.last_step = -1
+        self.estimators: dict[str, str] = {}  # the last evaluation's: eval/log_likelihood -> the estimate it is
 
     def setup(self, trainer: L.Trainer, pl_module: GenerativeModule, stage: str) -> None:
         dm = trainer.datamodule
@@ -39,7 +40,8 @@ class PeriodicEvaluation(L.Callback):
             self.evaluator.prepare(dm.dataset_id, dm.image_shape)  # a misfit feature network fails before training
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: GenerativeModule, outputs, batch, batch_idx: int) -> None:
-        if self.every_n_steps > 0 and trainer.global_step % self.every_n_steps == 0:
+        last = self.at_end and trainer.global_step == trainer.max_steps  # on_train_end evaluates this step
+        if self.every_n_steps > 0 and trainer.global_step % self.every_n_steps == 0 and not last:
             self.run(trainer, pl_module)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: GenerativeModule) -> None:
@@ -48,18 +50,23 @@ class PeriodicEvaluation(L.Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: GenerativeModule) -> None:
         if self.at_end:
-            self.run(trainer, pl_module)
+            self.run(trainer, pl_module, final=True)
 
-    def run(self, trainer: L.Trainer, pl_module: GenerativeModule) -> EvalResult | None:
+    def run(self, trainer: L.Trainer, pl_module: GenerativeModule, final: bool = False) -> EvalResult | None:
+        """Evaluate at this step (once per step; ``final``: the evaluation at the end of training,
+        which also runs what is configured to run only there, e.g. ``eval.ais.at_end_only``)."""
         step = trainer.global_step
-        if step == self.last_step or not trainer.is_global_zero:
+        if (step == self.last_step and not final) or not trainer.is_global_zero:
             return None
         self.last_step = step
         dm = trainer.datamodule
-        result = self.evaluator.evaluate(pl_module, dm.val_set, dm.pixel_range, dm.dataset_id)
+        result = self.evaluator.evaluate(pl_module, dm.val_set, dm.pixel_range, dm.dataset_id, final=final)
         metrics = {f"eval/{k}": v for k, v in result.metrics.items()}
+        self.estimators = {f"eval/{k}": f"eval/{v}" for k, v in result.estimators.items()}
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=step)
         trainer.callback_metrics.update({k: torch.tensor(v) for k, v in metrics.items()})
-        log.info("evaluation at step %d: %s", step, ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())))
+        named = ", ".join(f"{k} is {v}" for k, v in self.estimators.items())
+        log.info("evaluation at step %d (%s): %s", step, named or "no likelihood estimate",
+                 ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())))
         return result

@@ -268,6 +268,11 @@ class LangevinPC(GenerativeModule):
             self._noisy = replace(self.sampler, noise=True)
         return self._noisy
 
+    @property
+    def amortised_encoder(self) -> nn.Module | None:  # type: ignore[override]
+        """The warm-start's encoder (``warmstart=forward_kl|reverse_kl|jeffreys``)."""
+        return getattr(self.warmstart, "encoder", None)
+
     def proposals(self, x: Tensor) -> dict[str, tuple[Tensor, Tensor]]:
         """``chain``: a diagonal Gaussian moment-matched to the kept samples of a Langevin chain from
         the warm-start (for a noise-free sampler, i.e. plain PC, the same sampler with noise; absent

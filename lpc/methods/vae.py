@@ -71,6 +71,10 @@ class VAE(GenerativeModule):
             terms = self.elbo_terms(x)
         self.log_metrics("val", {k: v.mean() for k, v in terms.items()}, x.shape[0])
 
+    @property
+    def amortised_encoder(self) -> nn.Module:  # type: ignore[override]
+        return self.encoder
+
     def proposals(self, x: Tensor) -> dict[str, tuple[Tensor, Tensor]]:
         """The encoder's q(z | x)."""
         return {"encoder": self.encoder(x)}

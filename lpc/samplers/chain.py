@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
 import torch
 from torch import Tensor
@@ -27,6 +27,7 @@ from lpc.samplers.preconditioners import IdentityPreconditioner, Preconditioner
 EnergyFn = Callable[[Tensor], Tensor]  # z (N, D) -> E(x, z) per row (N,)
 DataEnergyFn = Callable[..., Tensor]  # (*data, z) -> E per row (N,): what ``ChainSampler.run`` takes
 StepSize = Tensor | float  # a scalar, or (N, 1) per chain when it adapts
+State = TypeVar("State")  # a chain's state: per-row tensor fields, z (N, D) first (ChainState, AnnealedState)
 
 
 def energy_and_grad(energy_fn: EnergyFn, z: Tensor) -> tuple[Tensor, Tensor]:
@@ -49,11 +50,13 @@ class ChainState(NamedTuple):
     grad: Tensor | None = None
 
 
-def select_rows(mask: Tensor, new: ChainState, old: ChainState) -> ChainState:
-    """Row-wise ``new if mask else old`` (mask (N,)); a field unknown in either is unknown."""
+def select_rows(mask: Tensor, new: State, old: State) -> State:
+    """Row-wise ``new if mask else old`` (mask (N,)) for two states of one type whose fields are
+    per-row tensors (``ChainState``, ``lpc.samplers.annealing.AnnealedState``); a field unknown in
+    either is unknown."""
     pick = [None if a is None or b is None else torch.where(mask.view(-1, *[1] * (a.dim() - 1)), a, b)
             for a, b in zip(new, old)]
-    return ChainState(*pick)
+    return type(new)(*pick)
 
 
 def kept_steps(num_steps: int, burn_in: int, thin: int) -> list[int]:

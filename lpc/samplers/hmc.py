@@ -3,12 +3,14 @@ Metropolis accept/reject per chain. From an encoder's proposal this is Hoffman's
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import Tensor
 
-from lpc.samplers.chain import ChainState, EnergyFn, StepSize, energy_and_grad
+from lpc.samplers.chain import ChainState, EnergyFn, State, StepSize, energy_and_grad
 from lpc.samplers.mala import MetropolisSampler, metropolis_accept_prob, metropolis_select
 
 
@@ -18,20 +20,43 @@ def kinetic_energy(momentum: Tensor, scale: Tensor | float) -> Tensor:
     return 0.5 * (scale * momentum.square()).sum(-1)
 
 
-def leapfrog(energy_fn: EnergyFn, state: ChainState, momentum: Tensor, step_size: StepSize,
-             scale: Tensor | float) -> tuple[ChainState, Tensor]:
+def leapfrog(evaluate: Callable[[Tensor], State], state: State, momentum: Tensor, step_size: StepSize,
+             scale: Tensor | float) -> tuple[State, Tensor]:
     """One leapfrog step of Hamilton's equations for H(z, p) = E(z) + K(p):
 
         p_half = p - (eps / 2) grad E(z)
         z'     = z + eps M p_half
         p'     = p_half - (eps / 2) grad E(z')
 
-    One energy gradient (at z'). Returns (z', E(z'), grad E(z')) and p'.
+    ``evaluate(z')`` gives the state at z' with its energy and gradient (one energy gradient).
+    Returns that state and p'.
     """
     half = momentum - 0.5 * step_size * state.grad
-    z = state.z + step_size * scale * half
-    new = ChainState(z, *energy_and_grad(energy_fn, z))
+    new = evaluate(state.z + step_size * scale * half)
     return new, half - 0.5 * step_size * new.grad
+
+
+def hmc_transition(evaluate: Callable[[Tensor], State], state: State, step_size: StepSize,
+                   scale: Tensor | float, num_leapfrog: int) -> tuple[State, Tensor]:
+    """One HMC transition: p ~ N(0, M^-1), ``num_leapfrog`` = L leapfrog steps of size eps, then the
+    end point (z', p') is accepted per chain with probability
+
+        alpha = min(1, exp(H(z, p) - H(z', p'))),   H(z, p) = E(z) + K(p),
+
+    which leaves exp(-E) invariant. Returns the next state and alpha (N,).
+    """
+    momentum = torch.randn_like(state.z) / torch.as_tensor(scale, dtype=state.z.dtype).sqrt()
+    start_h = state.energy + kinetic_energy(momentum, scale)
+    proposal, p = state, momentum
+    for _ in range(num_leapfrog):
+        proposal, p = leapfrog(evaluate, proposal, p, step_size, scale)
+    accept_prob = metropolis_accept_prob(start_h - (proposal.energy + kinetic_energy(p, scale)))
+    return metropolis_select(proposal, state, accept_prob), accept_prob
+
+
+def chain_state(energy_fn: EnergyFn, z: Tensor) -> ChainState:
+    """The ``ChainState`` at z: E(z) and grad E(z)."""
+    return ChainState(z, *energy_and_grad(energy_fn, z))
 
 
 @dataclass
@@ -55,10 +80,4 @@ class HMCSampler(MetropolisSampler):
 
     def transition(self, energy_fn: EnergyFn, state: ChainState, step_size: StepSize,
                    scale: Tensor | float) -> tuple[ChainState, Tensor]:
-        momentum = torch.randn_like(state.z) / torch.as_tensor(scale, dtype=state.z.dtype).sqrt()
-        start_h = state.energy + kinetic_energy(momentum, scale)
-        proposal, p = state, momentum
-        for _ in range(self.num_leapfrog):
-            proposal, p = leapfrog(energy_fn, proposal, p, step_size, scale)
-        accept_prob = metropolis_accept_prob(start_h - (proposal.energy + kinetic_energy(p, scale)))
-        return metropolis_select(proposal, state, accept_prob), accept_prob
+        return hmc_transition(partial(chain_state, energy_fn), state, step_size, scale, self.num_leapfrog)

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from lpc.samplers.adaptation import DualAveragingState, dual_averaging_init, dual_averaging_update
-from lpc.samplers.chain import ChainSampler, ChainState, EnergyFn, StepSize, energy_and_grad, select_rows
+from lpc.samplers.chain import ChainSampler, ChainState, EnergyFn, State, StepSize, energy_and_grad, select_rows
 from lpc.samplers.langevin import langevin_step
 
 
@@ -31,7 +31,7 @@ def metropolis_accept_prob(log_ratio: Tensor) -> Tensor:
     return torch.where(torch.isnan(log_ratio), -torch.inf, log_ratio).clamp_max(0.0).exp()
 
 
-def metropolis_select(proposal: ChainState, state: ChainState, accept_prob: Tensor) -> ChainState:
+def metropolis_select(proposal: State, state: State, accept_prob: Tensor) -> State:
     """Move each chain to its proposal with probability alpha (u ~ U(0, 1) < alpha), else stay."""
     return select_rows(torch.rand_like(accept_prob) < accept_prob, proposal, state)
 

@@ -1,0 +1,160 @@
+"""The annealed chain of annealed importance sampling (AIS; Neal 2001), run forwards from a start
+density p_0(z) to the posterior p(z | x) ∝ p(x, z) = exp(-E(x, z)), or backwards from an exact
+posterior sample (bidirectional Monte Carlo; Grosse, Ghahramani & Adams 2015). The estimators
+built on it are in ``lpc.metrics.ais``.
+
+The distributions lie on the geometric path, 0 = beta_0 < beta_1 < ... < beta_K = 1,
+
+    f_beta(z) = p_0(z)^(1 - beta) p(x, z)^beta,    U_beta(z) = -log f_beta(z) = (1 - beta) U_0(z) + beta E(x, z),
+
+with U_0 = -log p_0. One pass over a schedule b_0 .. b_K (the betas, or the betas reversed):
+z ~ f_{b_0} / Z_{b_0}; for k = 1..K
+
+    log w += (b_k - b_{k-1}) l(z),    l(z) = log p(x, z) - log p_0(z) = U_0(z) - E(x, z),
+
+then, for k < K, one HMC transition (L leapfrog steps) that leaves f_{b_k} invariant moves z. Then
+E[w] = Z_{b_K} / Z_{b_0}: p(x) forwards (p_0 normalised), 1 / p(x) backwards. The chain state
+carries E and U_0 and their gradients separately, so moving to the next beta costs nothing.
+
+No step of the loop waits for the device (no ``.item()``, no boolean indexing): everything is per
+row (N = chains x examples), so the loop can be captured or compiled like the inner loop.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from functools import partial
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from lpc.gaussian import diagonal_normal_log_prob
+from lpc.samplers.chain import EnergyFn, energy_and_grad
+from lpc.samplers.hmc import hmc_transition
+
+
+class DiagonalGaussian(NamedTuple):
+    """N(mean, diag exp(log_std)^2) per row: a start density p_0 (the prior: zeros, zeros)."""
+
+    mean: Tensor  # (N, D)
+    log_std: Tensor  # (N, D)
+
+    def sample(self) -> Tensor:
+        return self.mean + self.log_std.exp() * torch.randn_like(self.mean)
+
+    def energy_and_grad(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """U_0(z) = -log N(z; m, diag s^2) (N,) and grad U_0(z) = (z - m) / s^2 (N, D)."""
+        return -diagonal_normal_log_prob(z, self.mean, self.log_std), (z - self.mean) * torch.exp(-2 * self.log_std)
+
+
+class AnnealedState(NamedTuple):
+    """A chain on f_beta: z, the target's E(x, z) and the start's U_0(z) with their gradients, and beta."""
+
+    z: Tensor  # (N, D)
+    target: Tensor  # E(x, z) = -log p(x, z)  (N,)
+    target_grad: Tensor  # (N, D)
+    start: Tensor  # U_0(z) = -log p_0(z)  (N,)
+    start_grad: Tensor  # (N, D)
+    beta: Tensor  # (N,), the same in every row
+
+    @property
+    def energy(self) -> Tensor:
+        """U_beta(z) = (1 - beta) U_0(z) + beta E(x, z)."""
+        return torch.lerp(self.start, self.target, self.beta)
+
+    @property
+    def grad(self) -> Tensor:
+        """grad U_beta(z) = (1 - beta) grad U_0(z) + beta grad E(x, z)."""
+        return torch.lerp(self.start_grad, self.target_grad, self.beta[:, None])
+
+    @property
+    def log_ratio(self) -> Tensor:
+        """l(z) = d log f_beta(z) / d beta = log p(x, z) - log p_0(z) = U_0(z) - E(x, z)."""
+        return self.start - self.target
+
+
+def annealed_state(energy_fn: EnergyFn, start: DiagonalGaussian, beta: Tensor, z: Tensor) -> AnnealedState:
+    """The state at z on f_beta: one energy gradient (the start's is in closed form)."""
+    return AnnealedState(z, *energy_and_grad(energy_fn, z), *start.energy_and_grad(z), beta)
+
+
+def sigmoid_schedule(num_distributions: int, delta: float = 4.0) -> list[float]:
+    """beta_0..beta_K for K = ``num_distributions``: the sigmoid schedule of Grosse et al. (2015),
+
+        beta_k = (s(delta (2k / K - 1)) - s(-delta)) / (s(delta) - s(-delta)),   s the logistic function,
+
+    denser near both ends than a linear one; beta_0 = 0, beta_K = 1."""
+    if num_distributions < 1:
+        raise ValueError(f"num_distributions must be >= 1, got {num_distributions}")
+    s = [1.0 / (1.0 + math.exp(-delta * (2.0 * k / num_distributions - 1.0))) for k in range(num_distributions + 1)]
+    return [(v - s[0]) / (s[-1] - s[0]) for v in s]
+
+
+def adapt_step_size(step_size: Tensor, accept_prob: Tensor, target: float, factor: float,
+                    low: float, high: float) -> Tensor:
+    """Per chain, towards the target acceptance (Wu et al. 2017):
+
+        eps <- clamp(eps * factor, low, high)   if alpha > target,
+        eps <- clamp(eps / factor, low, high)   otherwise.   (N,) -> (N,)"""
+    return (step_size * torch.where(accept_prob > target, factor, 1.0 / factor)).clamp(low, high)
+
+
+class Adaptation(NamedTuple):
+    """Step-size adaptation during a pass (``adapt_step_size``'s settings)."""
+
+    target: float = 0.65
+    factor: float = 1.02
+    low: float = 1e-4
+    high: float = 0.5
+
+
+class AnnealResult(NamedTuple):
+    log_weights: Tensor  # (N,) log w of each chain (-inf where the chain produced no finite weight)
+    step_sizes: Tensor  # (K - 1, N) the step size of each transition
+    accept_rate: Tensor  # (N,) mean acceptance probability over the transitions (1 for K = 1)
+
+
+def anneal(
+    energy_fn: EnergyFn,
+    start: DiagonalGaussian,
+    z0: Tensor,
+    betas: list[float],
+    step_sizes: Tensor,
+    num_leapfrog: int,
+    scale: Tensor | float = 1.0,
+    adaptation: Adaptation | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> AnnealResult:
+    """One pass of the annealed chain from z0 (N, D) along the schedule ``betas`` (b_0..b_K, see the
+    module docstring): z0 must be a draw from f_{b_0} (p_0 forwards, p(z | x) backwards).
+
+    ``step_sizes``: the leapfrog step size of each transition, (K - 1, N); or, with ``adaptation``,
+    the first one (N,), adapted per chain after each transition (the used ones are returned).
+    ``scale``: the diagonal M of HMC's kinetic energy, as in ``lpc.samplers.hmc``. ``progress(k)``
+    is called after each distribution.
+    """
+    num = len(betas) - 1
+    rows = z0.shape[0]
+    state = annealed_state(energy_fn, start, z0.new_full((rows,), betas[0]), z0.detach())
+    log_w = torch.zeros_like(state.target)
+    accept_sum = torch.zeros_like(state.target)
+    used, step_size = [], step_sizes
+    for k in range(1, num + 1):
+        log_w = log_w + (betas[k] - betas[k - 1]) * state.log_ratio
+        if k < num:  # the last transition would not change the weight
+            beta = z0.new_full((rows,), betas[k])
+            eps = step_size if adaptation is not None else step_sizes[k - 1]
+            state, accept = hmc_transition(partial(annealed_state, energy_fn, start, beta), state._replace(beta=beta),
+                                           eps[:, None], scale, num_leapfrog)
+            accept_sum = accept_sum + accept
+            used.append(eps)
+            if adaptation is not None:
+                step_size = adapt_step_size(eps, accept, *adaptation)
+        if progress is not None:
+            progress(k)
+    log_w = torch.where(torch.isnan(log_w), -torch.inf, log_w)
+    accept_rate = accept_sum / (num - 1) if num > 1 else torch.ones_like(accept_sum)
+    history = torch.stack(used) if used else z0.new_zeros(0, rows)
+    return AnnealResult(log_w, history, accept_rate)
