@@ -8,7 +8,7 @@ cost         seconds per test example of IWAE_100 (the evaluation's bound: 100 d
              (chains x (K - 1) x L energy gradients per pass, two passes), with the energy gradients per
              example, on each data set's model (untrained: the cost does not depend on the weights).
              ais_paper is timed at --paper-distributions distributions and scaled to 10,000 (the cost
-             of a pass is linear in K; the table says so).
+             of a pass is linear in K; the table says so), eval=ais likewise with --ais-distributions.
 convergence  (--ckpt-path) on a trained run: IWAE_100, AIS from each start at every K of --lengths,
              the weights' ESS and the BDMC gap at each K, with their seconds. An estimate has
              converged where it stops moving with K and the BDMC gap is small.
@@ -69,7 +69,7 @@ def only_ais(settings: AnnealedLikelihood) -> Evaluator:
     return Evaluator(SampleQuality(enabled=False), LikelihoodBounds(enabled=False), ais=settings)
 
 
-def cost_rows(data: str, examples: int, batch: int, paper_distributions: int, out: Path) -> list[dict]:
+def cost_rows(data: str, examples: int, batch: int, timed: dict[str, int | None], out: Path) -> list[dict]:
     """Seconds per example of IWAE_100, AIS at eval=ais and (scaled) eval=ais_paper, on data's model."""
     cfg = compose_config([*FAMILY, *DATA[data]], out)
     datamodule, model = build(cfg)
@@ -82,7 +82,7 @@ def cost_rows(data: str, examples: int, batch: int, paper_distributions: int, ou
                  "s_per_example": seconds / n})
     for name in ("ais", "ais_paper"):
         settings = preset(name, out)
-        measured = settings.num_distributions if name == "ais" else paper_distributions
+        measured = timed[name] or settings.num_distributions
         run = replace(settings, num_examples=n, batch_size=batch, num_distributions=measured)
         _, seconds = timed(only_ais(run), model, test_set, pixel_range)
         scale = (settings.num_distributions - 1) / (measured - 1)  # transitions: what the cost is linear in
@@ -123,7 +123,8 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=100, help="test examples per measurement (100)")
     parser.add_argument("--batch-size", type=int, default=100, help="examples per batch (100, the evaluation's)")
     parser.add_argument("--paper-distributions", type=int, default=200,
-                        help="K at which eval=ais_paper is timed, then scaled to 10,000 (200)")
+                        help="K at which eval=ais_paper is timed, then scaled to its 10,000 (200)")
+    parser.add_argument("--ais-distributions", type=int, help="K at which eval=ais is timed, then scaled (its own K)")
     parser.add_argument("--ckpt-path", type=Path, help="a trained run's checkpoint: also the convergence table")
     parser.add_argument("--lengths", nargs="+", type=int, default=[100, 250, 500, 1000, 2000])
     parser.add_argument("--bdmc-examples", type=int, default=100)
@@ -131,8 +132,8 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
-    cost = [row for data in args.data for row in cost_rows(data, args.examples, args.batch_size,
-                                                           args.paper_distributions, args.out)]
+    timed = {"ais": args.ais_distributions, "ais_paper": args.paper_distributions}
+    cost = [row for data in args.data for row in cost_rows(data, args.examples, args.batch_size, timed, args.out)]
     convergence = [] if args.ckpt_path is None else convergence_rows(
         args.ckpt_path, args.lengths, args.examples, args.bdmc_examples, args.batch_size, args.out)
     iwae_s = {row["data"]: row["s_per_example"] for row in cost if row["estimator"] == "IWAE_100"}

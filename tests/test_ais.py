@@ -3,14 +3,17 @@
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
 from torch import Tensor
 from torch.utils.data import TensorDataset
 
-from conftest import NoHostSync
+from conftest import ROOT, NoHostSync
 from lpc.energy import Energy
 from lpc.evaluation import AnnealedLikelihood, Evaluator, LikelihoodBounds, SampleQuality
 from lpc.gaussian import standard_normal_log_prob
@@ -19,6 +22,8 @@ from lpc.metrics.ais import AIS, log_mean_exp, weights_ess
 from lpc.metrics.elbo import importance_log_weights, iwae_bound
 from lpc.methods.vae import VAE
 from lpc.networks.mlp import MLPDecoder, MLPEncoder
+from test_train import FAST
+from lpc.training import train
 from lpc.samplers.annealing import Adaptation, AnnealedState, DiagonalGaussian, adapt_step_size, anneal, sigmoid_schedule
 
 D, P, SIGMA, B = 2, 6, 0.3, 16  # latent and data dimensions, noise scale, examples
@@ -204,3 +209,21 @@ def test_the_evaluation_reports_ais_bdmc_and_names_the_headline_estimator():
     assert m["log_likelihood"] == m[best] == max(m["ais_prior"], m["ais_encoder"], m["iwae10_encoder"])
     best_ais = max(("ais_prior", "ais_encoder"), key=m.__getitem__)
     assert m["bdmc_gap"] == m[f"bdmc_gap_{best_ais.removeprefix('ais_')}"]
+
+
+def test_the_ais_benchmark_runs_end_to_end(compose_cfg, tmp_path):
+    """scripts/ais_benchmark.py at tiny sizes: both tables filled (their numbers are not checked)."""
+    train(compose_cfg(*FAST, "callbacks=model_checkpoint"))
+    out = tmp_path / "bench"
+    cmd = [sys.executable, "scripts/ais_benchmark.py", "--data", "digits", "--examples", "3", "--batch-size", "3",
+           "--paper-distributions", "3", "--ais-distributions", "4", "--ckpt-path", str(tmp_path / "checkpoints" / "last.ckpt"),
+           "--lengths", "3", "6", "--bdmc-examples", "2", "--out", str(out)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((out / "ais_benchmark.json").read_text())
+    assert [r["estimator"] for r in result["cost"]] == [
+        "IWAE_100", "AIS from the prior (eval=ais)", "AIS from the prior (eval=ais_paper)"]
+    assert all(r["s_per_example"] > 0 for r in result["cost"])
+    assert [r["K"] for r in result["convergence"]] == ["", 3, 6]
+    assert all(math.isfinite(r["ais_prior"]) and "bdmc_gap_prior" in r for r in result["convergence"][1:])
+    assert "## Convergence" in (out / "ais_benchmark.md").read_text()
