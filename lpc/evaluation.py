@@ -116,8 +116,9 @@ class AnnealedLikelihood(AIS):
                 raise ValueError(f"eval.ais.{name} must be >= 1, got {getattr(self, name)}")
         if self.bdmc_examples < 0:
             raise ValueError(f"eval.ais.bdmc_examples must be >= 0, got {self.bdmc_examples}")
-        if any(k < 1 for k in self.check_distributions):
-            raise ValueError(f"eval.ais.check_distributions must be >= 1 each, got {list(self.check_distributions)}")
+        if any(k < 1 or k == self.num_distributions for k in self.check_distributions):
+            raise ValueError(f"eval.ais.check_distributions must be >= 1 and differ from num_distributions="
+                             f"{self.num_distributions}, got {list(self.check_distributions)}")
 
 
 @dataclass
@@ -149,6 +150,10 @@ class Evaluator:
         self.fid = fid
         self.likelihood = likelihood
         self.ais = ais or AnnealedLikelihood(enabled=False)
+        if self.ais.enabled and likelihood.enabled and self.ais.num_examples != likelihood.num_examples:
+            raise ValueError(
+                f"eval.ais.num_examples={self.ais.num_examples} and eval.likelihood.num_examples={likelihood.num_examples} "
+                f"must be equal: log_likelihood picks the tightest of their estimates, which must be on the same test images")
         self.seed = seed
         self._features: dict[int, nn.Module] = {}  # by position in fid.spaces
         self._features_error: dict[int, str] = {}
@@ -244,7 +249,7 @@ class Evaluator:
         metrics: dict[str, float] = {}
         with self.progress_bar("AIS", settings.passes * sum(k for k, _ in runs) * batches) as progress:
             for length, name in runs:
-                ais = replace(settings, num_distributions=length)
+                ais = replace(settings, num_distributions=length, check_distributions=())
                 parts = [self.ais_batch(model, ais, stack_images(test_set, i, min(i + ais.batch_size, n)).to(model.device),
                                         name, progress) for i in range(0, n, ais.batch_size)]
                 log_px, ess, accept = (torch.cat(t) for t in zip(*parts))
@@ -256,10 +261,11 @@ class Evaluator:
         if settings.bdmc_examples:
             batches = -(-settings.bdmc_examples // settings.batch_size)
             with self.progress_bar("BDMC", (settings.passes + 1) * settings.num_distributions * len(starts) * batches) as progress:
-                for name in starts:
-                    lower, upper = (torch.cat(t) for t in zip(*self.bdmc(model, name, progress)))
-                    metrics.update({f"bdmc_lower_{name}": lower.mean().item(), f"bdmc_upper_{name}": upper.mean().item(),
-                                    f"bdmc_gap_{name}": (upper - lower).mean().item()})
+                bounds = list(zip(*self.bdmc(model, starts, progress)))  # per start: (lower, upper) per batch
+            for name, parts in zip(starts, bounds):
+                lower, upper = (torch.cat(t) for t in zip(*parts))
+                metrics.update({f"bdmc_lower_{name}": lower.mean().item(), f"bdmc_upper_{name}": upper.mean().item(),
+                                f"bdmc_gap_{name}": (upper - lower).mean().item()})
         return metrics
 
     def start_density(self, model: GenerativeModule, x: Tensor, name: str) -> DiagonalGaussian:
@@ -278,16 +284,17 @@ class Evaluator:
         estimate = ais.estimate(lambda z: model.energy(xs, z), self.start_density(model, x, name), progress)
         return estimate.log_px, estimate.ess, estimate.accept_rate.mean(0)
 
-    def bdmc(self, model: GenerativeModule, name: str, progress: Callable[[int], None]) -> Iterator[tuple[Tensor, Tensor]]:
-        """(lower, upper) per batch of examples simulated from the model: z* ~ p(z), x ~ p(x | z*)."""
+    def bdmc(self, model: GenerativeModule, starts: list[str],
+             progress: Callable[[int], None]) -> Iterator[list[tuple[Tensor, Tensor]]]:
+        """Per batch of examples simulated from the model (z* ~ p(z), x ~ p(x | z*)): (lower, upper)
+        of each start, every start on the same simulated examples."""
         settings = self.ais
         for i in range(0, settings.bdmc_examples, settings.batch_size):
             z_star = torch.randn(min(settings.batch_size, settings.bdmc_examples - i), model.latent_dim, device=model.device)
             x = model.likelihood.sample(model.decoder(z_star))
             xs = repeat_batch(x, settings.chains)
-            bounds = settings.bdmc(lambda z: model.energy(xs, z), self.start_density(model, x, name),
-                                   repeat_batch(z_star, settings.chains), progress)
-            yield bounds.lower, bounds.upper
+            yield [tuple(settings.bdmc(lambda z: model.energy(xs, z), self.start_density(model, x, name),
+                                       repeat_batch(z_star, settings.chains), progress)) for name in starts]
 
     @contextmanager
     def progress_bar(self, what: str, total: int) -> Iterator[Callable[[int], None]]:

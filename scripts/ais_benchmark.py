@@ -69,7 +69,7 @@ def only_ais(settings: AnnealedLikelihood) -> Evaluator:
     return Evaluator(SampleQuality(enabled=False), LikelihoodBounds(enabled=False), ais=settings)
 
 
-def cost_rows(data: str, examples: int, batch: int, timed: dict[str, int | None], out: Path) -> list[dict]:
+def cost_rows(data: str, examples: int, batch: int, timed_at: dict[str, int | None], out: Path) -> list[dict]:
     """Seconds per example of IWAE_100, AIS at eval=ais and (scaled) eval=ais_paper, on data's model."""
     cfg = compose_config([*FAMILY, *DATA[data]], out)
     datamodule, model = build(cfg)
@@ -82,10 +82,10 @@ def cost_rows(data: str, examples: int, batch: int, timed: dict[str, int | None]
                  "s_per_example": seconds / n})
     for name in ("ais", "ais_paper"):
         settings = preset(name, out)
-        measured = timed[name] or settings.num_distributions
+        measured = timed_at[name] or settings.num_distributions
         run = replace(settings, num_examples=n, batch_size=batch, num_distributions=measured)
         _, seconds = timed(only_ais(run), model, test_set, pixel_range)
-        scale = (settings.num_distributions - 1) / (measured - 1)  # transitions: what the cost is linear in
+        scale = (settings.num_distributions - 1) / max(measured - 1, 1)  # transitions: what the cost is linear in
         rows.append({
             "data": data, "estimator": f"AIS from the prior (eval={name})",
             "settings": f"K = {settings.num_distributions}, {settings.chains} chains, L = {settings.num_leapfrog}, "
@@ -132,8 +132,8 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
-    timed = {"ais": args.ais_distributions, "ais_paper": args.paper_distributions}
-    cost = [row for data in args.data for row in cost_rows(data, args.examples, args.batch_size, timed, args.out)]
+    timed_at = {"ais": args.ais_distributions, "ais_paper": args.paper_distributions}
+    cost = [row for data in args.data for row in cost_rows(data, args.examples, args.batch_size, timed_at, args.out)]
     convergence = [] if args.ckpt_path is None else convergence_rows(
         args.ckpt_path, args.lengths, args.examples, args.bdmc_examples, args.batch_size, args.out)
     iwae_s = {row["data"]: row["s_per_example"] for row in cost if row["estimator"] == "IWAE_100"}

@@ -52,7 +52,7 @@ TRAIN = [sys.executable, str(ROOT / "train.py")]
 TINY = ["trainer.max_steps=6", "trainer.val_check_interval=3", "num_steps=4", "burn_in=2", "sampler.thin=1",
         "eval=fast", "eval.fid.num_samples=100", "eval.likelihood.num_examples=32", "callbacks.image_grids.every_n_steps=3",
         "trainer.limit_val_batches=2", "logger=csv", "trainer.enable_progress_bar=false",
-        "eval.ais.num_distributions=6", "eval.ais.chains=2", "eval.ais.num_examples=8", "eval.ais.bdmc_examples=4",
+        "eval.ais.num_distributions=6", "eval.ais.chains=2", "eval.ais.bdmc_examples=4",
         "eval.ais.check_distributions=[3]"]
 PAPER = ["data=folder", "data.root=../shared/data/cifar10/cifar10_jpeg.zip", "decoder=higgins32", "encoder=higgins32",
          "latent_dim=64", "trainer.max_steps=50000", "trainer.val_check_interval=5000", "trainer=gpu"]

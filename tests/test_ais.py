@@ -121,8 +121,8 @@ def test_ais_from_the_exact_posterior_gives_log_px_for_every_chain():
     posterior = model.posterior()
     start = DiagonalGaussian(posterior.mean.repeat(chains, 1), posterior.log_std.repeat(chains, 1))
     estimate = AIS(num_distributions=5, chains=chains).estimate(energy_fn, start)
-    assert torch.allclose(estimate.log_weights, model.log_px().expand(chains, B), atol=1e-4)
-    assert torch.allclose(estimate.ess, torch.full((B,), float(chains)), atol=1e-3)
+    assert torch.allclose(estimate.log_weights, model.log_px().double().expand(chains, B), atol=1e-4)
+    assert torch.allclose(estimate.ess.float(), torch.full((B,), float(chains)), atol=1e-3)
 
 
 class ToyDecoder(torch.nn.Module):
@@ -227,3 +227,13 @@ def test_the_ais_benchmark_runs_end_to_end(compose_cfg, tmp_path):
     assert [r["K"] for r in result["convergence"]] == ["", 3, 6]
     assert all(math.isfinite(r["ais_prior"]) and "bdmc_gap_prior" in r for r in result["convergence"][1:])
     assert "## Convergence" in (out / "ais_benchmark.md").read_text()
+
+
+def test_ais_and_iwae_must_judge_the_same_test_images(compose_cfg):
+    """log_likelihood takes the tightest of both estimates: on other images it would compare other data."""
+    assert compose_cfg("eval=ais", "eval.likelihood.num_examples=50").eval.ais.num_examples == 50  # follows by default
+    with pytest.raises(ValueError, match="must be equal"):
+        Evaluator(SampleQuality(enabled=False), LikelihoodBounds(num_examples=50),
+                  ais=AnnealedLikelihood(enabled=True, num_examples=20))
+    with pytest.raises(ValueError, match="differ from num_distributions"):
+        AnnealedLikelihood(num_distributions=100, check_distributions=[100])

@@ -156,8 +156,8 @@ def test_evaluate_py_on_a_checkpoint_of_each_method(compose_cfg, tmp_path, metho
     ckpt = tmp_path / "checkpoints" / "last.ckpt"
     out = tmp_path / "eval"
     cmd = [sys.executable, "scripts/evaluate.py", f"ckpt_path={ckpt}", "eval=ais_paper", "eval.fid.num_samples=100",
-           "eval.fid.download=false", "eval.likelihood.num_examples=40", "eval.likelihood.k=[1,10]",
-           "eval.ais.num_distributions=5", "eval.ais.num_examples=6", "eval.ais.bdmc_examples=3",
+           "eval.fid.download=false", "eval.likelihood.num_examples=6", "eval.likelihood.k=[1,10]",
+           "eval.ais.num_distributions=5", "eval.ais.bdmc_examples=3",
            "eval.ais.check_distributions=[3]", "logger=csv", f"hydra.run.dir={out}"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -40,8 +40,9 @@ def log_mean_exp(log_weights: Tensor) -> Tensor:
 
 def weights_ess(log_weights: Tensor) -> Tensor:
     """The effective number of chains (sum_i w_i)^2 / sum_i w_i^2 in [1, n], (n, B) -> (B,): near 1
-    when one chain carries the estimate (too few distributions for the data)."""
-    return torch.exp(2 * torch.logsumexp(log_weights, 0) - torch.logsumexp(2 * log_weights, 0))
+    when one chain carries the estimate (too few distributions for the data); 0 if every w_i = 0."""
+    ess = torch.exp(2 * torch.logsumexp(log_weights, 0) - torch.logsumexp(2 * log_weights, 0))
+    return torch.nan_to_num(ess, nan=0.0)  # every weight 0: no effective chain
 
 
 class AISEstimate(NamedTuple):
@@ -78,9 +79,10 @@ class AIS:
             ``target_accept``, divided by it otherwise, and clamped (Wu et al. 2017: 0.65, 1.02, 1e-4, 0.5).
         refresh: adapt in a first pass, then freeze the step sizes and recompute (True), or use the
             adaptive pass's estimate (False).
-        mass_matrix: ``identity``, or ``start``: HMC's M is the start density's diagonal variance
-            (momenta ~ N(0, diag s^-2)), i.e. leapfrog in the start's whitened coordinates.
-    Cost per example: n (K - 1) L energy gradients per pass (two passes with ``refresh``).
+        mass_matrix: ``identity``, or ``start``: the ``scale`` M of ``lpc.samplers.hmc`` (the inverse
+            of HMC's mass matrix) is the start density's diagonal variance s^2 (momenta ~ N(0, diag
+            s^-2)), i.e. leapfrog in the start's whitened coordinates; the same as identity from the prior.
+    Cost per example: n (1 + (K - 1) L) energy gradients per pass (two passes with ``refresh``).
     """
 
     num_distributions: int = 1000

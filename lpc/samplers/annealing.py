@@ -111,7 +111,7 @@ class Adaptation(NamedTuple):
 
 
 class AnnealResult(NamedTuple):
-    log_weights: Tensor  # (N,) log w of each chain (-inf where the chain produced no finite weight)
+    log_weights: Tensor  # (N,) float64, log w of each chain (-inf where the chain produced no finite weight)
     step_sizes: Tensor  # (K - 1, N) the step size of each transition
     accept_rate: Tensor  # (N,) mean acceptance probability over the transitions (1 for K = 1)
 
@@ -137,8 +137,9 @@ def anneal(
     """
     num = len(betas) - 1
     rows = z0.shape[0]
+    start = DiagonalGaussian(start.mean.detach(), start.log_std.detach())  # no graph grows through the K steps
     state = annealed_state(energy_fn, start, z0.new_full((rows,), betas[0]), z0.detach())
-    log_w = torch.zeros_like(state.target)
+    log_w = torch.zeros_like(state.target, dtype=torch.float64)  # K increments: summed in double precision
     accept_sum = torch.zeros_like(state.target)
     used, step_size = [], step_sizes
     for k in range(1, num + 1):
@@ -154,7 +155,7 @@ def anneal(
                 step_size = adapt_step_size(eps, accept, *adaptation)
         if progress is not None:
             progress(k)
-    log_w = torch.where(torch.isnan(log_w), -torch.inf, log_w)
+    log_w = torch.nan_to_num(log_w, nan=-torch.inf, posinf=-torch.inf)  # a chain whose energy broke down weighs 0
     accept_rate = accept_sum / (num - 1) if num > 1 else torch.ones_like(accept_sum)
     history = torch.stack(used) if used else z0.new_zeros(0, rows)
     return AnnealResult(log_w, history, accept_rate)
