@@ -23,38 +23,32 @@ from lpc.errors import ConfigError
 HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
 
 
-def target_nodes(cfg: Any, path: str = "") -> Iterator[tuple[str, DictConfig]]:
-    """Every node with a ``_target_`` below ``cfg``, with its dotted path; interpolations (e.g.
-    ``model.decoder: ${decoder}``) are skipped, their targets are visited where they are defined,
-    and so is Hydra's own ``hydra`` node."""
+def defined(cfg: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    """``cfg`` and every node and value below it, with its dotted path, where it is defined:
+    interpolations (``sampler.step_size: ${step_size}``, ``model.decoder: ${decoder}``) and missing
+    values are skipped (their targets are visited where they are defined), and so is Hydra's own
+    ``hydra`` node."""
+    yield path, cfg
     if isinstance(cfg, DictConfig):
-        if "_target_" in cfg:
-            yield path, cfg
-        for key in cfg:
-            skip = OmegaConf.is_interpolation(cfg, key) or OmegaConf.is_missing(cfg, key) or (path == "" and key == "hydra")
-            if not skip:
-                yield from target_nodes(cfg[key], f"{path}.{key}" if path else str(key))
+        keys = [k for k in cfg if not (path == "" and k == "hydra")]
+        children = [(k, f"{path}.{k}" if path else str(k)) for k in keys]
     elif isinstance(cfg, ListConfig):
-        for i in range(len(cfg)):
-            if not OmegaConf.is_interpolation(cfg, i):
-                yield from target_nodes(cfg[i], f"{path}[{i}]")
-
-
-def leaves(cfg: Any, path: str = "") -> Iterator[tuple[str, Any]]:
-    """Every value below ``cfg`` that is not a node, with its dotted path, where it is defined:
-    interpolations (``sampler.step_size: ${step_size}``) and missing values are skipped, and so is
-    Hydra's own ``hydra`` node."""
-    if isinstance(cfg, DictConfig):
-        for key in cfg:
-            skip = OmegaConf.is_interpolation(cfg, key) or OmegaConf.is_missing(cfg, key) or (path == "" and key == "hydra")
-            if not skip:
-                yield from leaves(cfg[key], f"{path}.{key}" if path else str(key))
-    elif isinstance(cfg, ListConfig):
-        for i in range(len(cfg)):
-            if not (OmegaConf.is_interpolation(cfg, i) or OmegaConf.is_missing(cfg, i)):
-                yield from leaves(cfg[i], f"{path}[{i}]")
+        children = [(i, f"{path}[{i}]") for i in range(len(cfg))]
     else:
-        yield path, cfg
+        return
+    for key, child in children:
+        if not (OmegaConf.is_interpolation(cfg, key) or OmegaConf.is_missing(cfg, key)):
+            yield from defined(cfg[key], child)
+
+
+def target_nodes(cfg: Any) -> Iterator[tuple[str, DictConfig]]:
+    """Every node with a ``_target_`` below ``cfg``, with its dotted path (``defined``)."""
+    return ((path, node) for path, node in defined(cfg) if isinstance(node, DictConfig) and "_target_" in node)
+
+
+def leaves(cfg: Any) -> Iterator[tuple[str, Any]]:
+    """Every value below ``cfg`` that is not a node, with its dotted path (``defined``)."""
+    return ((path, value) for path, value in defined(cfg) if not isinstance(value, (DictConfig, ListConfig)))
 
 
 def check_finite(cfg: DictConfig) -> None:
