@@ -157,5 +157,6 @@ def anneal(
             progress(k)
     log_w = torch.nan_to_num(log_w, nan=-torch.inf, posinf=-torch.inf)  # a chain whose energy broke down weighs 0
     accept_rate = accept_sum / (num - 1) if num > 1 else torch.ones_like(accept_sum)
-    history = torch.stack(used) if used else z0.new_zeros(0, rows)
-    return AnnealResult(log_w, history, accept_rate)
+    if adaptation is None:  # the frozen pass used what it was given
+        return AnnealResult(log_w, step_sizes, accept_rate)
+    return AnnealResult(log_w, torch.stack(used) if used else z0.new_zeros(0, rows), accept_rate)
