@@ -15,6 +15,12 @@ builds it; data shaped as CIFAR-10, 3 x 32 x 32, random pixels: only shapes matt
            the train metrics made and logged every --log-every steps
   match    the largest difference between a fast mode's chain and eager's from the same seed
   precision  energy and grad_z E of fp32 against TF32 and bf16 autocast (relative errors)
+  overhead   the project's loop (``LangevinSampler.run``, precond none and adam) against a minimal
+           hand-written Langevin loop on the same decoder, weights, data and T (``minimal_langevin``):
+           the three small decoders the CPU runs (OVERHEAD_MODELS), batch 64, T = 50, timed
+           interleaved; the median ratio of adjacent calls and its interquartile range.
+           ``--overhead-only`` runs this table alone (what docs/benchmarks.md shows for the CPU).
+The inner table also has the minimal loop's ms/step on the model it times (``minimal``).
 Timing: CUDA events (perf_counter on a CPU) around each call after warm-up calls, the median over
 --repeats calls. Writes <out>/benchmark.json and benchmark.md (the tables, machine, commit, command).
 """
@@ -49,6 +55,13 @@ from lpc.provenance import commit, machine  # noqa: E402
 from lpc.training import set_tf32  # noqa: E402
 
 SHAPE = (3, 32, 32)
+# the decoders of the overhead table: what the CPU runs (the digits, binarised or not, and MNIST-sized)
+OVERHEAD_MODELS = {
+    "mlp z8-512-64, Bernoulli": ["data=digits", "likelihood=bernoulli", "decoder.hidden=[512]", "latent_dim=8"],
+    "mlp z16-256-256-64, Gaussian": ["data=digits", "latent_dim=16"],  # the default run's decoder
+    "mlp z32-512-784, Bernoulli": ["data=mnist", "likelihood=bernoulli", "decoder.hidden=[512]", "latent_dim=32"],
+}
+OVERHEAD_STEP_SIZES = {"none": 0.03, "adam": 0.2}  # train.yaml's advice per preconditioner
 
 
 def build_model(device: torch.device, out: Path, decoder: str, batch: int, steps: int, mode: str = "eager",
@@ -73,6 +86,71 @@ def clock(device: torch.device) -> Callable[[], Callable[[], float]]:
         t0 = time.perf_counter()
         return lambda: 1e3 * (time.perf_counter() - t0)
     return start
+
+
+def minimal_langevin(energy: Callable, x: torch.Tensor, z: torch.Tensor, step_size: float, steps: int) -> torch.Tensor:
+    """The overhead table's reference: T steps of z <- z - eta grad_z E + sqrt(2 eta) xi with
+    ``torch.autograd.grad`` on the energy, and nothing else (no preconditioner, divergence check or
+    kept samples)."""
+    noise_scale = (2 * step_size) ** 0.5
+    for _ in range(steps):
+        z = z.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(energy(x, z).sum(), z)
+        z = z - step_size * grad + noise_scale * torch.randn_like(z)
+    return z
+
+
+def interleaved_ms(fns: dict[str, Callable[[], object]], device: torch.device, repeats: int,
+                   warmup: int) -> dict[str, list[float]]:
+    """The ms of each of ``fns``, called in turn ``repeats`` times (after ``warmup`` calls of each),
+    so that a slow spell of the machine falls on all of them alike."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    start, times = clock(device), {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            stop = start()
+            fn()
+            times[name].append(stop())
+    return times
+
+
+def quartiles(values: list[float]) -> tuple[float, float, float]:
+    """(first quartile, median, third quartile)."""
+    q1, q2, q3 = statistics.quantiles(values, n=4, method="inclusive") if len(values) > 1 else values * 3
+    return q1, q2, q3
+
+
+def overhead_rows(device: torch.device, out: Path, batch: int, steps: int, repeats: int, warmup: int) -> list[dict]:
+    """Per decoder of OVERHEAD_MODELS: ms per step of the minimal loop and of ``sampler.run`` with
+    precond none and adam (burn-in T / 2, the configs' thinning), on one decoder's weights and data;
+    each ratio the median over repeats of (project's call) / (the minimal call just before it)."""
+    rows = []
+    for name, overrides in OVERHEAD_MODELS.items():
+        samplers, model = {}, None
+        for precond, eta in OVERHEAD_STEP_SIZES.items():
+            cfg = compose_config([*overrides, "model=pc_langevin", f"precond={precond}", f"step_size={eta}",
+                                  f"batch_size={batch}", f"num_steps={steps}", f"burn_in={steps // 2}"], out)
+            torch.manual_seed(0)  # the same decoder weights for both
+            built = build(cfg)[1].to(device)
+            model = model or built
+            samplers[precond] = built.sampler
+        shape = (batch, cfg.data.channels, cfg.data.image_size, cfg.data.image_size)
+        x = torch.rand(shape, device=device)
+        x = x.round() if "likelihood=bernoulli" in overrides else x
+        z0 = torch.randn(batch, model.latent_dim, device=device)
+        fns = {"minimal": partial(minimal_langevin, model.energy, x, z0, OVERHEAD_STEP_SIZES["none"], steps),
+               **{p: partial(sampler.run, model.energy, z0, x) for p, sampler in samplers.items()}}
+        times = interleaved_ms(fns, device, repeats, warmup)
+        row = {"model": name, "batch": batch, "steps": steps, "repeats": repeats,
+               **{f"{k}_ms": statistics.median(v) / steps for k, v in times.items()}}
+        for precond in samplers:
+            q1, q2, q3 = quartiles([a / b for a, b in zip(times[precond], times["minimal"])])
+            row[f"{precond}_ratio"], row[f"{precond}_ratio_iqr"] = q2, [q1, q3]
+        rows.append(row)
+        print(f"overhead {name}: " + ", ".join(f"{k}={fmt(v) if isinstance(v, float) else v}" for k, v in row.items()), flush=True)
+    return rows
 
 
 def median_ms(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int) -> float:
@@ -218,6 +296,10 @@ def main() -> None:
     parser.add_argument("--log-every", type=int, default=10,
                         help="trainer.log_every_n_steps of the training-step timing (10, the configs' default; 1: "
                              "every step makes and logs its metrics)")
+    parser.add_argument("--overhead-only", action="store_true", help="only the loop-overhead table")
+    parser.add_argument("--overhead-batch", type=int, default=64, help="batch of the overhead table (64)")
+    parser.add_argument("--overhead-steps", type=int, default=50, help="T of the overhead table (50)")
+    parser.add_argument("--overhead-repeats", type=int, default=30, help="interleaved calls per loop in the overhead table (30)")
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "benchmark")
     args = parser.parse_args()
 
@@ -237,14 +319,19 @@ def main() -> None:
     model_for = lambda dec, b, t, mode="eager", model="pc_langevin": build_model(  # noqa: E731
         device, args.out, dec, b, t, mode, model, latent, args.compile_backend)
 
+    overhead = overhead_rows(device, args.out, args.overhead_batch, args.overhead_steps, args.overhead_repeats, warmup)
     inner, memory, outer, match, precision = [], [], [], [], []
-    for dec in args.decoders:
+    for dec in [] if args.overhead_only else args.decoders:
         for b in batches:
             x = torch.rand(b, *SHAPE, device=device)
             models = {mode: model_for(dec, b, steps, mode) for mode in ["eager", *modes]}
             row = {"decoder": dec, "batch": b, "steps": steps}
             for mode, model in models.items():
                 row[f"{mode}_ms"] = median_ms(lambda: model.infer(x), device, repeats, warmup) / steps
+            eager = models["eager"]
+            z0 = torch.randn(b, eager.latent_dim, device=device)
+            row["minimal_ms"] = median_ms(partial(minimal_langevin, eager.energy, x, z0, eager.sampler.step_size, steps),
+                                          device, repeats, warmup) / steps
             row["raw_graph_ms"] = raw_graph_ms(models["eager"], x, steps, repeats, warmup) if device.type == "cuda" else None
             for mode in modes:
                 row[f"{mode}_speedup"] = row["eager_ms"] / row[f"{mode}_ms"]
@@ -272,9 +359,10 @@ def main() -> None:
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     command = "python scripts/benchmark.py " + " ".join(sys.argv[1:])
     result = {"date": when, "commit": commit(), "machine": machine(), "device": str(device), "tiny": tiny,
-              "command": command, "settings": {"latent": latent, "steps": steps, "repeats": repeats, "warmup": warmup, "log_every": args.log_every,
-                                               "modes": modes, "compile_backend": args.compile_backend or "inductor"},
-              "inner": inner, "memory": memory, "outer": outer, "match": match, "precision": precision}
+              "command": command, "threads": torch.get_num_threads(),
+              "settings": {"latent": latent, "steps": steps, "repeats": repeats, "warmup": warmup, "log_every": args.log_every,
+                           "modes": modes, "compile_backend": args.compile_backend or "inductor"},
+              "overhead": overhead, "inner": inner, "memory": memory, "outer": outer, "match": match, "precision": precision}
     report = render(result)
     print(report)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -286,12 +374,16 @@ def main() -> None:
 def render(result: dict) -> str:
     modes = result["settings"]["modes"]
     lines = [f"- date: {result['date']}", f"- commit: {result['commit']}", f"- machine: {result['machine']}",
-             f"- command: `{result['command']}`"]
+             f"- command: `{result['command']}`", f"- torch threads: {result['threads']}"]
     if result["device"] == "cpu":
         lines.append("- on a CPU: no CUDA graphs (raw graph: n/a) and no peak-memory counter (n/a)")
-    inner_header = ["decoder", "batch", "eager ms/step", *(f"{m} ms/step" for m in modes), "raw graph ms/step",
+    overhead_rows = [[r["model"], str(r["batch"]), str(r["steps"]), fmt(r["minimal_ms"]),
+                      *(f"{fmt(r[f'{p}_ms'])} ({fmt(r[f'{p}_ratio'])}x, IQR {fmt(r[f'{p}_ratio_iqr'][0])}-{fmt(r[f'{p}_ratio_iqr'][1])})"
+                        for p in OVERHEAD_STEP_SIZES)] for r in result["overhead"]]
+    repeats = result["overhead"][0]["repeats"] if result["overhead"] else 0
+    inner_header = ["decoder", "batch", "minimal ms/step", "eager ms/step", *(f"{m} ms/step" for m in modes), "raw graph ms/step",
                     *(f"eager / {m}" for m in modes), *(f"{m} / raw" for m in modes)]
-    inner_rows = [[r["decoder"], str(r["batch"]), fmt(r["eager_ms"]), *(fmt(r[f"{m}_ms"]) for m in modes),
+    inner_rows = [[r["decoder"], str(r["batch"]), fmt(r["minimal_ms"]), fmt(r["eager_ms"]), *(fmt(r[f"{m}_ms"]) for m in modes),
                    fmt(r["raw_graph_ms"]), *(fmt(r[f"{m}_speedup"]) for m in modes),
                    *(fmt(r.get(f"{m}_over_raw")) for m in modes)] for r in result["inner"]]
     memory_rows = [[r["decoder"], str(r["batch"]), r["mode"], *(fmt(p, 4) for p in r["peak_mib"]), fmt(r["peak_ratio"], 4),
@@ -302,8 +394,18 @@ def render(result: dict) -> str:
     match_rows = [[r["decoder"], str(r["batch"]), r["mode"], fmt(r["max_abs_diff"])] for r in result["match"]]
     precision_rows = [[r["decoder"], str(r["batch"]), name, fmt(r[name]["energy_rel_err"]), fmt(r[name]["grad_rel_err"])]
                       for r in result["precision"] for name in ("tf32", "bf16")]
-    return "\n\n".join([
+    sections = [
         "\n".join(lines),
+        f"Loop overhead: ms per step of the minimal Langevin loop and of the project's ``LangevinSampler.run`` "
+        f"(in brackets: the median ratio to the minimal call beside it over {repeats} interleaved calls, and its "
+        f"interquartile range):\n\n"
+        + markdown_table(["decoder", "batch", "T", "minimal ms/step", *(f"lpc, precond {p}" for p in OVERHEAD_STEP_SIZES)],
+                         overhead_rows),
+    ]
+    if not result["inner"]:
+        return "\n\n".join(sections)
+    return "\n\n".join([
+        *sections,
         f"Inner loop (T = {result['settings']['steps']}, LangevinPC.infer, median):\n\n" + markdown_table(inner_header, inner_rows),
         "Memory of one inner loop, capture included (MiB above the model: peak allocated, and reserved growth, "
         "which holds a graph's pool):\n\n"

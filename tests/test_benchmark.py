@@ -8,18 +8,26 @@ import sys
 
 from conftest import ROOT
 
+sys.path.insert(0, str(ROOT / "scripts"))
+from benchmark import OVERHEAD_MODELS  # noqa: E402
+
 
 def test_benchmark_runs_end_to_end_at_tiny_sizes(tmp_path):
     cmd = [sys.executable, "scripts/benchmark.py", "--tiny", "--decoders", "mlp", "--batch-sizes", "4",
-           "--outer-steps", "2", "4", "--repeats", "2", "--warmup", "1", "--compile-backend", "aot_eager", "--out", str(tmp_path)]
+           "--outer-steps", "2", "4", "--repeats", "2", "--warmup", "1", "--compile-backend", "aot_eager",
+           "--overhead-batch", "4", "--overhead-steps", "4", "--overhead-repeats", "3", "--out", str(tmp_path)]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((tmp_path / "benchmark.json").read_text())
     cuda = result["device"].startswith("cuda")
     fast = "cuda_graph" if cuda else "torch_compile"
     assert result["settings"]["modes"] == [fast]
+    assert [r["model"] for r in result["overhead"]] == list(OVERHEAD_MODELS)
+    for row in result["overhead"]:  # the minimal loop beside the project's, both preconditioners
+        assert row["minimal_ms"] > 0 and row["none_ms"] > 0 and row["adam_ms"] > 0
+        assert row["none_ratio_iqr"][0] <= row["none_ratio"] <= row["none_ratio_iqr"][1]
     [inner] = result["inner"]
-    assert inner["eager_ms"] > 0 and inner[f"{fast}_ms"] > 0
+    assert inner["eager_ms"] > 0 and inner[f"{fast}_ms"] > 0 and inner["minimal_ms"] > 0
     assert inner[f"{fast}_speedup"] == inner["eager_ms"] / inner[f"{fast}_ms"]
     assert (inner["raw_graph_ms"] is not None) == cuda
     assert [(r["steps"], r["mode"]) for r in result["outer"]] == [(2, "eager"), (2, fast), (4, "eager"), (4, fast)]
@@ -33,4 +41,4 @@ def test_benchmark_runs_end_to_end_at_tiny_sizes(tmp_path):
     [precision] = result["precision"]
     assert 0 < precision["bf16"]["grad_rel_err"] < 0.1  # bf16 differs from fp32, but not wildly
     report = (tmp_path / "benchmark.md").read_text()
-    assert "| mlp | 4 | 2 | eager |" in report and "logged every 10 steps" in report and result["commit"] in report
+    assert "| mlp z8-512-64, Bernoulli | 4 | 4 |" in report and "| mlp | 4 | 2 | eager |" in report and "logged every 10 steps" in report and result["commit"] in report

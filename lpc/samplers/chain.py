@@ -65,15 +65,20 @@ def kept_steps(num_steps: int, burn_in: int, thin: int) -> list[int]:
     return [t for t in range(1, num_steps + 1) if t > burn_in and (num_steps - t) % thin == 0]
 
 
-def non_finite_rows(energy: Tensor, grad: Tensor) -> Tensor:
-    """(B,) True where the energy or its gradient is not finite."""
-    return ~(torch.isfinite(energy) & torch.isfinite(grad).all(-1))
+def finite_rows(energy: Tensor, grad: Tensor, zero: Tensor | float = 0.0) -> Tensor:
+    """(B,) True where E and every entry of grad_z E are finite, from one sum per row: a non-finite
+    term makes E + sum_d grad_d non-finite (finite terms overflow it only near 1e38, a divergence too),
+    and t - t is 0 for a finite t but NaN for an infinite or NaN one (a few operations, where
+    ``isfinite`` of both tensors takes ten). ``zero``: 0, as a 0-dim tensor in the loop (a Python
+    number costs a conversion per call)."""
+    total = energy + grad.sum(-1)
+    return (total - total) == zero
 
 
-def runaway_rows(z: Tensor, max_latent_norm: float) -> Tensor:
-    """(B,) True where a state is not finite or its size ||z|| / sqrt(D) exceeds ``max_latent_norm``
-    (prior draws have size about 1)."""
-    return ~(z.norm(dim=-1) <= max_latent_norm * z.shape[-1] ** 0.5)  # a NaN or inf norm fails the test too
+def bounded_rows(z: Tensor, limit: Tensor | float) -> Tensor:
+    """(B,) True where ||z|| <= ``limit`` = max_latent_norm * sqrt(D) (prior draws have ||z|| / sqrt(D)
+    about 1); False also where z is not finite (a NaN or inf norm fails the test)."""
+    return torch.linalg.vector_norm(z, dim=-1) <= limit
 
 
 class ChainResult(NamedTuple):
@@ -146,7 +151,8 @@ class ChainSampler:
         freeze_precond: adapt M during burn-in only (steps t <= max(burn_in, 1)) and hold it
             fixed afterwards, so the kept samples come from a chain with a constant M.
         max_latent_norm: a chain whose state grows beyond ||z|| / sqrt(D) > max_latent_norm (or
-            whose energy or gradient turns non-finite) has diverged: it is put back to z0 and
+            whose energy or gradient turns non-finite; for ULA and gradient descent, whose
+            gradient does, as E does not move them) has diverged: it is put back to z0 and
             held there, its example is flagged in ``ChainResult.diverged``, and the others go on.
         chains: C >= 1 chains per example; ``run`` then takes z0 with C * B rows (chain-major,
             each from its own start) and an ``energy_fn`` over those rows, and reports split R-hat
@@ -169,6 +175,9 @@ class ChainSampler:
     compile_options: dict[str, Any] = field(default_factory=dict)
 
     grads_per_step: ClassVar[int] = 1  # energy gradients one transition costs
+    # False where a non-finite E or gradient cannot go unnoticed without a check of its own: the
+    # transition then makes the next state non-finite, which the size check after it catches
+    checks_finite: ClassVar[bool] = True
     noise: ClassVar[bool] = True  # False: an optimiser, not a sampler (its samples approximate no posterior)
 
     def __post_init__(self) -> None:
@@ -227,24 +236,25 @@ class ChainSampler:
         step_size: StepSize = self.step_size
         adaptation = None
         samples, energies, accepts = [], [], []
-        diverged = torch.zeros(z0.shape[0], dtype=torch.bool, device=z0.device)
+        running = torch.ones(z0.shape[0], dtype=torch.bool, device=z0.device)  # not diverged
+        zero, limit = z0.new_zeros(()), z0.new_tensor(self.max_latent_norm * z0.shape[-1] ** 0.5)
         adapt_until = max(self.burn_in, 1) if self.freeze_precond else self.num_steps
         for t in range(1, self.num_steps + 1):
             if state.grad is None:
                 state = ChainState(state.z, *energy_and_grad(energy_fn, state.z))
-            diverged |= non_finite_rows(state.energy, state.grad)
-            state = state._replace(grad=torch.where(diverged[:, None], 0.0, state.grad))  # held chains feed nothing to M
+            if self.checks_finite:
+                running &= finite_rows(state.energy, state.grad, zero)
             if t <= adapt_until:
-                precond = self.preconditioner.update(precond, state.grad, ~diverged)
+                precond = self.preconditioner.update(precond, state.grad, running)
                 scale = self.preconditioner.scale(precond)
             energies.append(state.energy)
             state, accept = self.transition(energy_fn, state, step_size, scale)
-            diverged |= runaway_rows(state.z, self.max_latent_norm)
-            state = select_rows(~diverged, state, start)
+            running &= bounded_rows(state.z, limit)
+            state = select_rows(running, state, start)
             step_size, adaptation = self.next_step_size(t, step_size, adaptation, accept)
             if accept is not None and t > self.burn_in:
-                accepts.append(torch.where(diverged, 0.0, accept))
+                accepts.append(torch.where(running, accept, zero))
             if t in self._kept:
                 samples.append(state.z)
         accept_rate = torch.stack(accepts).mean(0) if accepts else None
-        return torch.stack(samples), torch.stack(energies), scale, diverged, accept_rate, step_size
+        return torch.stack(samples), torch.stack(energies), scale, ~running, accept_rate, step_size

@@ -1,7 +1,7 @@
 """Diagonal preconditioners M for the Langevin inner loop.
 
 A preconditioner is a pure state machine over the chain: ``init(z0) -> state``,
-``update(state, grad) -> state`` after every energy gradient, and ``scale(state) -> M`` with M
+``update(state, grad, active) -> state`` after every energy gradient (``active``: the chains not diverged), and ``scale(state) -> M`` with M
 broadcastable to z (shape (B, D) per example, (1, D) when shared over the batch, or a scalar).
 The sampler applies ``z <- z - eta * M * grad + sqrt(2 * eta * M) * xi``.
 
@@ -21,25 +21,25 @@ from torch import Tensor
 
 
 class RMSState(NamedTuple):
-    """Running average of squared gradients and the number of averaged gradients."""
+    """Bias-corrected running average of squared gradients and the number of averaged gradients."""
 
-    square_avg: Tensor  # (B, D), or (1, D) when shared over the batch
+    square_avg: Tensor  # v_hat (B, D), or (1, D) when shared over the batch
     count: int
 
 
-def ema_square(square_avg: Tensor, grad_sq: Tensor, beta: float) -> Tensor:
-    """v_t = beta * v_{t-1} + (1 - beta) * g_t^2."""
-    return beta * square_avg + (1.0 - beta) * grad_sq
+def corrected_ema_square(square_avg_hat: Tensor, grad_sq: Tensor, beta: float, count: int) -> Tensor:
+    """Adam's bias-corrected average v_hat_t = v_t / (1 - beta^t) of v_t = beta v_{t-1} + (1 - beta) g_t^2
+    (v_0 = 0), kept directly as one ``lerp`` (t = ``count``):
 
-
-def bias_correct(square_avg: Tensor, beta: float, count: int) -> Tensor:
-    """v_hat_t = v_t / (1 - beta^t), Adam's correction for the zero initialisation of v."""
-    return square_avg / (1.0 - beta**count)
+        v_hat_t = v_hat_{t-1} + w_t (g_t^2 - v_hat_{t-1}),   w_t = (1 - beta) / (1 - beta^t)   (w_1 = 1).
+    """
+    return torch.lerp(square_avg_hat, grad_sq, (1.0 - beta) / (1.0 - beta**count))
 
 
 def inverse_sqrt_scale(square_avg_hat: Tensor, eps: float, max_scale: float) -> Tensor:
-    """M = min(1 / (sqrt(v_hat) + eps), M_max), the diagonal of the Adam/RMSprop preconditioner."""
-    return (1.0 / (square_avg_hat.sqrt() + eps)).clamp_max(max_scale)
+    """M = min(1 / (sqrt(v_hat) + eps), M_max), the diagonal of the Adam/RMSprop preconditioner
+    (in place on the fresh square root: one tensor, four cheap operations)."""
+    return square_avg_hat.sqrt().add_(eps).reciprocal_().clamp_max_(max_scale)
 
 
 class Preconditioner(Protocol):
@@ -71,7 +71,7 @@ class AdamPreconditioner:
     With g_t = grad_z E(x, z_t) of the current step (t = 1, 2, ...):
 
         v_t     = beta * v_{t-1} + (1 - beta) * g_t^2          v_0 = 0
-        v_hat_t = v_t / (1 - beta^t)                           (bias correction, as Adam)
+        v_hat_t = v_t / (1 - beta^t)                           (bias correction, as Adam; kept directly)
         M_t     = min(1 / (sqrt(v_hat_t) + eps), max_scale)
 
     and step t uses M_t, i.e. the average already includes g_t (as Adam's update does).
@@ -103,12 +103,15 @@ class AdamPreconditioner:
         return RMSState(torch.zeros(shape, dtype=z.dtype, device=z.device), 0)
 
     def update(self, state: RMSState, grad: Tensor, active: Tensor | None = None) -> RMSState:
-        """``active`` (B,) marks the chains still running; a shared average is taken over them only."""
-        grad_sq = grad.square()
+        """``active`` (B,) marks the chains still running: a shared average is taken over them only.
+        A non-finite gradient (a chain diverging at this step, which the sampler flags after its
+        transition) counts as 0, so that it cannot reach any other chain's M."""
+        grad_sq = grad.square().nan_to_num_(0.0, 0.0, 0.0)
         if self.shared_over_batch:
-            weights = torch.ones_like(grad_sq[:, :1]) if active is None else active[:, None].to(grad_sq.dtype)
+            weights = torch.ones_like(grad_sq[:, :1]) if active is None else active.unsqueeze(-1).to(grad_sq.dtype)
             grad_sq = (grad_sq * weights).sum(0, keepdim=True) / weights.sum().clamp_min(1.0)
-        return RMSState(ema_square(state.square_avg, grad_sq, self.beta), state.count + 1)
+        count = state.count + 1
+        return RMSState(corrected_ema_square(state.square_avg, grad_sq, self.beta, count), count)
 
     def scale(self, state: RMSState) -> Tensor:
-        return inverse_sqrt_scale(bias_correct(state.square_avg, self.beta, state.count), self.eps, self.max_scale)
+        return inverse_sqrt_scale(state.square_avg, self.eps, self.max_scale)
