@@ -9,6 +9,10 @@ cost         seconds per test example of IWAE_100 (the evaluation's bound: 100 d
              example, on each data set's model (untrained: the cost does not depend on the weights).
              ais_paper is timed at --paper-distributions distributions and scaled to 10,000 (the cost
              of a pass is linear in K; the table says so), eval=ais likewise with --ais-distributions.
+overhead     one adaptive AIS pass of the project's ``anneal`` against ``minimal_ais`` (the same algorithm
+             written plainly: autograd on E, HMC with L leapfrog steps, the weight sum, the per-chain
+             step adaptation) on the same model, data, start noise and K, timed interleaved
+             (--overhead-repeats rounds); the median ratio of adjacent calls and its interquartile range.
 convergence  (--ckpt-path) on a trained run: IWAE_100, AIS from each start at every K of --lengths,
              the weights' ESS and the BDMC gap at each K, with their seconds. An estimate has
              converged where it stops moving with K and the BDMC gap is small.
@@ -22,10 +26,13 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 import os
 import sys
+import statistics
 import time
 from dataclasses import asdict, replace
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -33,6 +40,7 @@ from hydra.utils import instantiate
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
 os.environ.setdefault("LPC_ROOT", str(ROOT))
 
 from lpc.build import build  # noqa: E402
@@ -42,6 +50,9 @@ from lpc.evaluating import restore, run_config  # noqa: E402
 from lpc.evaluation import AnnealedLikelihood, Evaluator, LikelihoodBounds, SampleQuality  # noqa: E402
 from lpc.markdown import markdown_table  # noqa: E402
 from lpc.provenance import commit, machine  # noqa: E402
+from lpc.samplers.annealing import Adaptation, DiagonalGaussian, anneal, sigmoid_schedule  # noqa: E402
+from lpc.samplers.chain import energy_and_grad  # noqa: E402
+from benchmark import interleaved_ms, quartiles  # noqa: E402
 
 MNIST_T10K = ROOT.parent / "shared" / "data" / "mnist-t10k"
 # the models of the committed reports (the paper's family at the small scale): MLPs, latent 16, discretised Gaussian
@@ -96,6 +107,64 @@ def cost_rows(data: str, examples: int, batch: int, timed_at: dict[str, int | No
     return rows
 
 
+def minimal_ais(energy_fn, z: torch.Tensor, betas: list[float], step_size: torch.Tensor, num_leapfrog: int,
+                adaptation: Adaptation) -> torch.Tensor:
+    """The overhead table's reference: one adaptive AIS pass from N(0, I) (z its draw) on the geometric
+    path, HMC with identity mass, written plainly; log w per row (float64)."""
+    def at(z: torch.Tensor) -> tuple[torch.Tensor, ...]:  # E, grad E, U_0, grad U_0
+        energy, grad = energy_and_grad(energy_fn, z)
+        return energy, grad, 0.5 * z.square().sum(-1) + 0.5 * z.shape[-1] * math.log(2 * math.pi), z
+
+    eps, state = step_size[:, None], at(z)
+    log_w = torch.zeros(len(z), dtype=torch.float64)
+    for k in range(1, len(betas)):
+        energy, grad, u0, g0 = state
+        log_w = log_w + (betas[k] - betas[k - 1]) * (u0 - energy)
+        if k == len(betas) - 1:
+            break
+        beta = betas[k]
+        p = torch.randn_like(z)
+        h = (1 - beta) * u0 + beta * energy + 0.5 * p.square().sum(-1)
+        new_z, new = z, state
+        for _ in range(num_leapfrog):
+            p = p - 0.5 * eps * ((1 - beta) * new[3] + beta * new[1])
+            new_z = new_z + eps * p
+            new = at(new_z)
+            p = p - 0.5 * eps * ((1 - beta) * new[3] + beta * new[1])
+        new_h = (1 - beta) * new[2] + beta * new[0] + 0.5 * p.square().sum(-1)
+        accept_prob = torch.exp(torch.nan_to_num(h - new_h, nan=-torch.inf).clamp_max(0.0))
+        move = torch.rand_like(accept_prob) < accept_prob
+        z = torch.where(move[:, None], new_z, z)
+        state = tuple(torch.where(move if a.dim() == 1 else move[:, None], a, b) for a, b in zip(new, state))
+        factor = torch.where(accept_prob > adaptation.target, adaptation.factor, 1 / adaptation.factor)
+        eps = (eps * factor[:, None]).clamp(adaptation.low, adaptation.high)
+    return log_w
+
+
+def overhead_rows(data: str, examples: int, chains: int, distributions: int, repeats: int, out: Path) -> list[dict]:
+    """ms per transition of ``anneal`` (one adaptive pass from the prior) and of ``minimal_ais`` on
+    data's model (eval=ais's chains, L and adaptation), interleaved; their median ratio."""
+    cfg = compose_config([*FAMILY, *DATA[data]], out)
+    datamodule, model = build(cfg)
+    datamodule.setup("test")
+    x = torch.stack([datamodule.val_set[i][0] for i in range(examples)]).repeat(chains, 1, 1, 1)
+    settings = preset("ais", out)
+    rows = len(x)
+    start = DiagonalGaussian(torch.zeros(rows, model.latent_dim), torch.zeros(rows, model.latent_dim))
+    z0, betas, eps = start.sample(), sigmoid_schedule(distributions, settings.schedule_delta), torch.full((rows,), settings.step_size)
+    adaptation = Adaptation(settings.target_accept, settings.adapt_factor, settings.min_step_size, settings.max_step_size)
+    energy_fn = partial(model.energy, x)
+    with torch.no_grad():
+        fns = {"minimal": partial(minimal_ais, energy_fn, z0, betas, eps, settings.num_leapfrog, adaptation),
+               "anneal": partial(anneal, energy_fn, start, z0, betas, eps, settings.num_leapfrog, adaptation=adaptation)}
+        times = interleaved_ms(fns, torch.device("cpu"), repeats, 1)
+    q1, q2, q3 = quartiles([a / b for a, b in zip(times["anneal"], times["minimal"])])
+    per = distributions - 1  # transitions
+    return [{"data": data, "rows": rows, "distributions": distributions, "num_leapfrog": settings.num_leapfrog,
+             "minimal_ms": statistics.median(times["minimal"]) / per, "anneal_ms": statistics.median(times["anneal"]) / per,
+             "ratio": q2, "ratio_iqr": [q1, q3], "repeats": repeats}]
+
+
 def convergence_rows(ckpt_path: Path, lengths: list[int], examples: int, bdmc_examples: int, batch: int,
                      out: Path) -> list[dict]:
     """IWAE_100 and AIS (each start, ESS, BDMC gap) at each K on the checkpoint's model."""
@@ -128,12 +197,16 @@ def main() -> None:
     parser.add_argument("--ckpt-path", type=Path, help="a trained run's checkpoint: also the convergence table")
     parser.add_argument("--lengths", nargs="+", type=int, default=[100, 250, 500, 1000, 2000])
     parser.add_argument("--bdmc-examples", type=int, default=100)
+    parser.add_argument("--overhead-distributions", type=int, default=50, help="K of the overhead table (50)")
+    parser.add_argument("--overhead-repeats", type=int, default=15, help="interleaved rounds of the overhead table (15)")
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "ais_benchmark")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
     timed_at = {"ais": args.ais_distributions, "ais_paper": args.paper_distributions}
     cost = [row for data in args.data for row in cost_rows(data, args.examples, args.batch_size, timed_at, args.out)]
+    overhead = [row for data in args.data for row in overhead_rows(
+        data, args.examples, preset("ais", args.out).chains, args.overhead_distributions, args.overhead_repeats, args.out)]
     convergence = [] if args.ckpt_path is None else convergence_rows(
         args.ckpt_path, args.lengths, args.examples, args.bdmc_examples, args.batch_size, args.out)
     iwae_s = {row["data"]: row["s_per_example"] for row in cost if row["estimator"] == "IWAE_100"}
@@ -146,6 +219,13 @@ def main() -> None:
                        [[r["data"], r["estimator"], r["settings"], r["work"],
                          f"{r['s_per_example']:.4g}", f"{r['s_per_example'] / iwae_s[r['data']]:.3g}"] for r in cost]),
     ]
+    lines += ["", "## The AIS loop against a minimal one", "",
+              f"ms per transition of one adaptive pass from the prior (the project's `anneal` and `minimal_ais`), "
+              f"median over {args.overhead_repeats} interleaved rounds; the ratio: median of adjacent calls (IQR).", "",
+              markdown_table(["data", "rows (examples x chains)", "K", "L", "minimal ms", "anneal ms", "anneal / minimal"],
+                             [[r["data"], str(r["rows"]), str(r["distributions"]), str(r["num_leapfrog"]), f"{r['minimal_ms']:.3g}",
+                               f"{r['anneal_ms']:.3g}", f"{r['ratio']:.3g} ({r['ratio_iqr'][0]:.3g}-{r['ratio_iqr'][1]:.3g})"]
+                              for r in overhead])]
     if convergence:
         keys = [k for k in ("ais_prior", "ais_encoder", "ais_prior_ess", "bdmc_gap_prior", "bdmc_gap_encoder")
                 if any(k in row for row in convergence)]
@@ -159,7 +239,7 @@ def main() -> None:
     print(text)
     (args.out / "ais_benchmark.md").write_text(text)
     (args.out / "ais_benchmark.json").write_text(json.dumps({
-        "commit": commit(), "machine": machine(), "argv": sys.argv[1:], "cost": cost, "convergence": convergence,
+        "commit": commit(), "machine": machine(), "argv": sys.argv[1:], "cost": cost, "overhead": overhead, "convergence": convergence,
         "settings": {f"eval={name}": asdict(preset(name, args.out)) for name in ("ais", "ais_paper")},
     }, indent=2, default=str))
 

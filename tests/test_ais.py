@@ -217,7 +217,8 @@ def test_the_ais_benchmark_runs_end_to_end(compose_cfg, tmp_path):
     out = tmp_path / "bench"
     cmd = [sys.executable, "scripts/ais_benchmark.py", "--data", "digits", "--examples", "3", "--batch-size", "3",
            "--paper-distributions", "3", "--ais-distributions", "4", "--ckpt-path", str(tmp_path / "checkpoints" / "last.ckpt"),
-           "--lengths", "3", "6", "--bdmc-examples", "2", "--out", str(out)]
+           "--lengths", "3", "6", "--bdmc-examples", "2", "--overhead-distributions", "3", "--overhead-repeats", "1",
+           "--out", str(out)]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((out / "ais_benchmark.json").read_text())
@@ -226,7 +227,29 @@ def test_the_ais_benchmark_runs_end_to_end(compose_cfg, tmp_path):
     assert all(r["s_per_example"] > 0 for r in result["cost"])
     assert [r["K"] for r in result["convergence"]] == ["", 3, 6]
     assert all(math.isfinite(r["ais_prior"]) and "bdmc_gap_prior" in r for r in result["convergence"][1:])
+    [overhead] = result["overhead"]
+    assert overhead["rows"] == 3 * 16 and overhead["minimal_ms"] > 0 and overhead["anneal_ms"] > 0
     assert "## Convergence" in (out / "ais_benchmark.md").read_text()
+
+
+def test_the_benchmarks_minimal_ais_is_the_same_algorithm():
+    """ais_benchmark.py's plain reference loop gives anneal's log weights for the same noise, so the
+    overhead table compares like with like."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from ais_benchmark import minimal_ais
+
+    weight = torch.randn(6, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    x = torch.randn(8, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+
+    def energy(z: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (x - torch.tanh(z @ weight.T)).square().sum(-1) + 0.5 * z.square().sum(-1)
+
+    start = DiagonalGaussian(torch.zeros(8, 2, dtype=torch.float64), torch.zeros(8, 2, dtype=torch.float64))
+    z0, betas, eps = start.sample(), sigmoid_schedule(30), torch.full((8,), 0.3, dtype=torch.float64)
+    torch.manual_seed(3)
+    want = anneal(energy, start, z0, betas, eps, 2, adaptation=Adaptation()).log_weights
+    torch.manual_seed(3)
+    torch.testing.assert_close(minimal_ais(energy, z0, betas, eps, 2, Adaptation()), want)
 
 
 def test_ais_and_iwae_must_judge_the_same_test_images(compose_cfg):
