@@ -215,14 +215,16 @@ def reference_loop(energy_fn, z0: Tensor, sampler: LangevinSampler) -> tuple[Ten
     put back to z0 and held. Kept samples, energies, the final M and the diverged rows, as
     ``ChainSampler.loop`` returns them."""
     adam, eta = sampler.preconditioner, sampler.step_size
-    z, v, scale, diverged = z0, torch.zeros_like(z0), torch.tensor(1.0, dtype=z0.dtype), torch.zeros(len(z0), dtype=torch.bool)
+    shared = getattr(adam, "shared_over_batch", False)
+    z, v, scale, diverged = z0, torch.zeros_like(z0[:1] if shared else z0), torch.tensor(1.0, dtype=z0.dtype), torch.zeros(len(z0), dtype=torch.bool)
     kept, samples, energies = set(kept_steps(sampler.num_steps, sampler.burn_in, sampler.thin)), [], []
     for t in range(1, sampler.num_steps + 1):
         energy, grad = energy_and_grad(energy_fn, z)
         diverged = diverged | ~(torch.isfinite(energy) & torch.isfinite(grad).all(-1))
         grad = torch.where(diverged[:, None], 0.0, grad)
         if isinstance(adam, AdamPreconditioner) and t <= max(sampler.burn_in, 1):
-            v = adam.beta * v + (1 - adam.beta) * grad**2
+            grad_sq = (grad**2)[~diverged].mean(0, keepdim=True) if shared else grad**2
+            v = adam.beta * v + (1 - adam.beta) * grad_sq
             scale = (1 / (torch.sqrt(v / (1 - adam.beta**t)) + adam.eps)).clamp_max(adam.max_scale)
         energies.append(energy)
         z = z - eta * scale * grad + torch.sqrt(2 * eta * scale) * torch.randn_like(z)
@@ -233,17 +235,21 @@ def reference_loop(energy_fn, z0: Tensor, sampler: LangevinSampler) -> tuple[Ten
     return torch.stack(samples), torch.stack(energies), scale, diverged
 
 
-@pytest.mark.parametrize("precond", [IdentityPreconditioner(), AdamPreconditioner(max_scale=10.0)], ids=["none", "adam"])
+@pytest.mark.parametrize("precond", [IdentityPreconditioner(), AdamPreconditioner(max_scale=10.0),
+                                     AdamPreconditioner(max_scale=10.0, shared_over_batch=True)],
+                         ids=["none", "adam", "adam_shared"])
 def test_the_loop_gives_the_reference_chain_for_the_same_noise(precond):
     """The optimised loop (fused steps, cheap divergence checks, the bias-corrected average kept
     directly) draws the reference loop's chain from the same noise: the same kept states, energies
-    and diverged rows, with one chain started at NaN and chains running past a small size limit;
-    M agrees on the chains still running (a held chain's M is not used)."""
+    and diverged rows, with one chain started at NaN, chains running past a small size limit and
+    chains reaching a region of infinite energy (whose gradient is finite); M agrees on the chains
+    still running (a held chain's M is not used)."""
     weight = torch.randn(12, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     x = torch.randn(40, 12, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
 
     def energy(z: Tensor) -> Tensor:  # a nonlinear decoder under a standard-normal prior
-        return 0.5 * ((x - torch.tanh(z @ weight.T)) / 1.0).square().sum(-1) + 0.5 * z.square().sum(-1)
+        wall = torch.where(z[:, 0] > 1.0, torch.inf, 0.0)  # E = inf there, its gradient finite (0)
+        return 0.5 * (x - torch.tanh(z @ weight.T)).square().sum(-1) + 0.5 * z.square().sum(-1) + wall
 
     z0 = torch.randn(40, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     z0[3] = float("nan")
@@ -257,7 +263,8 @@ def test_the_loop_gives_the_reference_chain_for_the_same_noise(precond):
     torch.testing.assert_close(samples, want[0], equal_nan=True)
     torch.testing.assert_close(energies, want[1], equal_nan=True)
     if isinstance(precond, AdamPreconditioner):
-        torch.testing.assert_close(scale[~diverged], want[2][~diverged])
+        running = slice(None) if precond.shared_over_batch else ~diverged
+        torch.testing.assert_close(scale[running], want[2][running])
     else:
         assert scale == 1.0
     assert accept is None

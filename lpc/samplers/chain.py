@@ -77,7 +77,8 @@ def finite_rows(energy: Tensor, grad: Tensor, zero: Tensor | float = 0.0) -> Ten
 
 def bounded_rows(z: Tensor, limit: Tensor | float) -> Tensor:
     """(B,) True where ||z|| <= ``limit`` = max_latent_norm * sqrt(D) (prior draws have ||z|| / sqrt(D)
-    about 1); False also where z is not finite (a NaN or inf norm fails the test)."""
+    about 1), a 0-dim or (B,) limit; False also where z or the limit is not finite (a NaN or inf
+    norm fails the test, as does a NaN limit)."""
     return torch.linalg.vector_norm(z, dim=-1) <= limit
 
 
@@ -175,8 +176,10 @@ class ChainSampler:
     compile_options: dict[str, Any] = field(default_factory=dict)
 
     grads_per_step: ClassVar[int] = 1  # energy gradients one transition costs
-    # False where a non-finite E or gradient cannot go unnoticed without a check of its own: the
-    # transition then makes the next state non-finite, which the size check after it catches
+    # whether E and its gradient are checked before every transition (Metropolis corrections, which
+    # reject a non-finite proposal), or only while M adapts (ULA, gradient descent: their step makes
+    # the next state non-finite wherever the gradient is, which the size check after it catches, and
+    # a non-finite E fails that check through its limit)
     checks_finite: ClassVar[bool] = True
     noise: ClassVar[bool] = True  # False: an optimiser, not a sampler (its samples approximate no posterior)
 
@@ -242,14 +245,17 @@ class ChainSampler:
         for t in range(1, self.num_steps + 1):
             if state.grad is None:
                 state = ChainState(state.z, *energy_and_grad(energy_fn, state.z))
-            if self.checks_finite:
+            checked = self.checks_finite or t <= adapt_until  # before M adapts, or a correction reads E
+            if checked:
                 running &= finite_rows(state.energy, state.grad, zero)
             if t <= adapt_until:
                 precond = self.preconditioner.update(precond, state.grad, running)
                 scale = self.preconditioner.scale(precond)
             energies.append(state.energy)
+            # unchecked: NaN where E is not finite, failing the size check
+            row_limit = limit if checked else limit + (state.energy - state.energy)
             state, accept = self.transition(energy_fn, state, step_size, scale)
-            running &= bounded_rows(state.z, limit)
+            running &= bounded_rows(state.z, row_limit)
             state = select_rows(running, state, start)
             step_size, adaptation = self.next_step_size(t, step_size, adaptation, accept)
             if accept is not None and t > self.burn_in:

@@ -103,13 +103,20 @@ class AdamPreconditioner:
         return RMSState(torch.zeros(shape, dtype=z.dtype, device=z.device), 0)
 
     def update(self, state: RMSState, grad: Tensor, active: Tensor | None = None) -> RMSState:
-        """``active`` (B,) marks the chains still running: a shared average is taken over them only.
-        A non-finite gradient (a chain diverging at this step, which the sampler flags after its
-        transition) counts as 0, so that it cannot reach any other chain's M."""
-        grad_sq = grad.square().nan_to_num_(0.0, 0.0, 0.0)
-        if self.shared_over_batch:
-            weights = torch.ones_like(grad_sq[:, :1]) if active is None else active.unsqueeze(-1).to(grad_sq.dtype)
-            grad_sq = (grad_sq * weights).sum(0, keepdim=True) / weights.sum().clamp_min(1.0)
+        """``active`` (B,) marks the chains still running. A shared average is taken over them only,
+        leaving out a row with any non-finite entry (a chain diverging at this step, which the sampler
+        flags after its transition); per chain, a non-finite entry counts as 0 (that chain is held
+        from this step on, its M unused)."""
+        grad_sq = grad.square()
+        if not self.shared_over_batch:
+            return self.averaged(state, grad_sq.nan_to_num_(0.0, 0.0, 0.0))
+        live = torch.isfinite(grad_sq.sum(-1, keepdim=True))  # (B, 1)
+        if active is not None:
+            live &= active.unsqueeze(-1)
+        return self.averaged(state, torch.where(live, grad_sq, 0.0).sum(0, keepdim=True) / live.sum().clamp_min(1))
+
+    def averaged(self, state: RMSState, grad_sq: Tensor) -> RMSState:
+        """The state with g^2 (as M's shape) averaged in."""
         count = state.count + 1
         return RMSState(corrected_ema_square(state.square_avg, grad_sq, self.beta, count), count)
 
