@@ -152,8 +152,7 @@ class ChainSampler:
         freeze_precond: adapt M during burn-in only (steps t <= max(burn_in, 1)) and hold it
             fixed afterwards, so the kept samples come from a chain with a constant M.
         max_latent_norm: a chain whose state grows beyond ||z|| / sqrt(D) > max_latent_norm (or
-            whose energy or gradient turns non-finite; for ULA and gradient descent, whose
-            gradient does, as E does not move them) has diverged: it is put back to z0 and
+            whose energy or gradient turns non-finite) has diverged: it is put back to z0 and
             held there, its example is flagged in ``ChainResult.diverged``, and the others go on.
         chains: C >= 1 chains per example; ``run`` then takes z0 with C * B rows (chain-major,
             each from its own start) and an ``energy_fn`` over those rows, and reports split R-hat
