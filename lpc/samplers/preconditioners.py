@@ -3,7 +3,8 @@
 A preconditioner is a pure state machine over the chain: ``init(z0) -> state``,
 ``update(state, grad, active) -> state`` after every energy gradient (``active``: the chains not
 diverged), and ``scale(state) -> M`` with M broadcastable to z (shape (B, D) per example, (1, D)
-when shared over the batch, or a scalar). The sampler applies ``z <- z - eta * M * grad + sqrt(2 * eta * M) * xi``.
+when shared over the batch, or a scalar). The sampler applies
+``z <- z - eta * M * grad + sqrt(2 * eta * M) * xi``.
 
 As in preconditioned SGLD (Li et al. 2016) the position-dependent correction term
 Gamma(z) = sum_j d M_ij / d z_j is dropped. While M adapts the chain is a heuristic; the sampler
