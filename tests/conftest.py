@@ -21,7 +21,12 @@ SHARED_CIFAR = ROOT.parent / "shared" / "data" / "cifar10" / "cifar10_jpeg.zip"
 SHARED_MNIST_T10K = ROOT.parent / "shared" / "data" / "mnist-t10k"
 os.environ.setdefault("LPC_ROOT", str(ROOT))
 os.environ.setdefault("WANDB_SILENT", "true")
-torch.set_num_threads(2)
+# Under pytest-xdist (the README's `-n 2`: one worker per core) each worker, and each train.py it
+# starts, uses one thread: two workers of two threads each on two cores slow each other's OpenMP
+# down many times over. Run alone, the tests use both cores.
+if "PYTEST_XDIST_WORKER" in os.environ:
+    os.environ["OMP_NUM_THREADS"] = "1"
+torch.set_num_threads(1 if "PYTEST_XDIST_WORKER" in os.environ else 2)
 
 
 @pytest.fixture
