@@ -204,6 +204,7 @@ REPORTS: dict[str, tuple[Chart, ...]] = {
         ELBO, SAMPLES,
     ),
     "warmstart_objectives": (LOG_LIKELIHOOD_CURVE, ENERGY_ENDS, ENCODER_LOSS, FD_CURVE, SAMPLES),
+    "hierarchical": (LOG_LIKELIHOOD_CURVE, LOG_LIKELIHOOD_WALL, FD_CURVE, ELBO, SAMPLES),
     "step_size_robustness": (
         against("step_size"),
         scatter("final share of diverged chains against step size", wr.Config("step_size"), "val/diverged_frac",

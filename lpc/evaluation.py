@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from lpc.methods.base import GenerativeModule, repeat_batch
 from lpc.metrics.ais import AIS
 from lpc.metrics.elbo import bits_per_dim, importance_log_weights, iwae_bound
-from lpc.samplers.annealing import DiagonalGaussian
+from lpc.samplers.annealing import DiagonalGaussian, SampledDensity, StartDensity
 from lpc.errors import ConfigError
 from lpc.metrics.features import ClassifierFeatures, FeaturesUnavailableError, InceptionFeatures
 from lpc.metrics.frechet import frechet_distance
@@ -268,12 +268,15 @@ class Evaluator:
                                 f"bdmc_gap_{name}": (upper - lower).mean().item()})
         return metrics
 
-    def start_density(self, model: GenerativeModule, x: Tensor, name: str) -> DiagonalGaussian:
-        """p_0 over the ``chains`` x B rows: the prior N(0, I) or the method's q(z | x)."""
+    def start_density(self, model: GenerativeModule, x: Tensor, name: str) -> StartDensity:
+        """p_0 over the ``chains`` x B rows: the prior (N(0, I), or a hierarchy drawn ancestrally)
+        or the method's q(z | x)."""
         rows = self.ais.chains * len(x)
-        if name == "prior":
+        if name == "prior" and model.prior.num_layers == 1:
             zeros = torch.zeros(rows, model.latent_dim, device=x.device)
             return DiagonalGaussian(zeros, zeros)
+        if name == "prior":
+            return SampledDensity(lambda: model.prior.sample(rows, x.device), model.prior.log_prob)
         mean, log_std = model.amortised_encoder(x)
         return DiagonalGaussian(repeat_batch(mean, self.ais.chains), repeat_batch(log_std, self.ais.chains))
 
@@ -290,8 +293,8 @@ class Evaluator:
         of each start, every start on the same simulated examples."""
         settings = self.ais
         for i in range(0, settings.bdmc_examples, settings.batch_size):
-            z_star = torch.randn(min(settings.batch_size, settings.bdmc_examples - i), model.latent_dim, device=model.device)
-            x = model.likelihood.sample(model.decoder(z_star))
+            z_star = model.prior.sample(min(settings.batch_size, settings.bdmc_examples - i), model.device)
+            x = model.likelihood.sample(model.energy.decode(z_star))
             xs = repeat_batch(x, settings.chains)
             yield [tuple(settings.bdmc(lambda z: model.energy(xs, z), self.start_density(model, x, name),
                                        repeat_batch(z_star, settings.chains), progress)) for name in starts]

@@ -29,14 +29,20 @@ def sum_per_example(t: Tensor) -> Tensor:
 
 
 class Likelihood(nn.Module):
-    """Interface: log_prob(x, out) -> (B,), mean(out), sample(out), data_range, fit_scale."""
+    """Interface: elementwise_log_prob(x, out) -> like x, log_prob(x, out) -> (B,) (its sum per
+    example), mean(out), sample(out), data_range, fit_scale."""
 
     data_range: tuple[float, float] | None = None  # None: any real-valued data
     discrete = False  # True: log_prob is a log-probability of the (8-bit or binary) data, not a density
     binary = False  # True: the data must be binarised
 
-    def log_prob(self, x: Tensor, out: Tensor) -> Tensor:
+    def elementwise_log_prob(self, x: Tensor, out: Tensor) -> Tensor:
+        """log p(x_i | z) of every pixel, (B, C, H, W): pixels are independent given z."""
         raise NotImplementedError
+
+    def log_prob(self, x: Tensor, out: Tensor) -> Tensor:
+        """log p(x | z) = sum_i log p(x_i | z), (B,)."""
+        return sum_per_example(self.elementwise_log_prob(x, out))
 
     def mean(self, out: Tensor) -> Tensor:
         raise NotImplementedError
@@ -61,8 +67,8 @@ class BernoulliLikelihood(Likelihood):
     def mean(self, out: Tensor) -> Tensor:
         return torch.sigmoid(out)
 
-    def log_prob(self, x: Tensor, out: Tensor) -> Tensor:
-        return -sum_per_example(F.binary_cross_entropy_with_logits(out, x, reduction="none"))
+    def elementwise_log_prob(self, x: Tensor, out: Tensor) -> Tensor:
+        return -F.binary_cross_entropy_with_logits(out, x, reduction="none")
 
     def sample(self, out: Tensor) -> Tensor:
         return torch.bernoulli(self.mean(out))
@@ -127,8 +133,8 @@ class LocationScaleLikelihood(Likelihood):
     def pixel_log_prob(self, x: Tensor, mean: Tensor, sigma: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def log_prob(self, x: Tensor, out: Tensor) -> Tensor:
-        return sum_per_example(self.pixel_log_prob(x, self.mean(out), self.sigma))
+    def elementwise_log_prob(self, x: Tensor, out: Tensor) -> Tensor:
+        return self.pixel_log_prob(x, self.mean(out), self.sigma)
 
     @torch.no_grad()
     def fit_scale(self, x: Tensor, out: Tensor) -> None:

@@ -5,6 +5,8 @@
                                the same for every job of the sweep; otherwise ``""`` (no group).
 ``${lpc.job_name:}``     in a multirun, the job's swept values (``hydra.job.override_dirname``, e.g.
                          ``precond=adam,step_size=0.05``); otherwise ``""`` (W&B picks a name).
+``${lpc.sum:LIST}``, ``${lpc.last:LIST}``  the sum and the last of a list of numbers (``prior.sizes``:
+                         the sampler's state dimension and the decoder's input).
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ def job_name() -> str:
 
 
 def register() -> None:
-    for name, resolver in (("lpc.sweep_group", sweep_group), ("lpc.job_name", job_name)):
+    resolvers = (("lpc.sweep_group", sweep_group), ("lpc.job_name", job_name),
+                 ("lpc.sum", lambda values: sum(values)), ("lpc.last", lambda values: values[-1]))
+    for name, resolver in resolvers:
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, resolver)
 

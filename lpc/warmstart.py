@@ -1,6 +1,7 @@
 """Where each Langevin chain starts, and how an encoder that proposes the start is trained.
 
-``warmstart=none`` (``PriorInit``): z0 ~ p(z) = N(0, I), no encoder (encoder-free LPC).
+``warmstart=none`` (``PriorInit``): z0 ~ p(z), an ancestral draw from the model's prior (N(0, I)
+unless ``prior=hierarchical``), no encoder (encoder-free LPC).
 
 ``warmstart=persistent`` (``PersistentInit``): encoder-free persistent chains: each training
 example's chain starts where its previous one ended (alternating back-propagation, Han et al. 2017).
@@ -14,8 +15,9 @@ it was when z0 was drawn):
 - ``forward_kl``: L = -(1/S) sum_s log q_phi(z_s | x) over the chain's kept samples z_s, detached:
   a sample estimate of KL(p(z|x) || q_phi) + H(p(z|x)), i.e. the forward KL up to a constant.
   Gradient: to phi only (not through the samples, and the decoder is not involved).
-- ``reverse_kl``: L = -ELBO(q_phi) = -[log p(x | z) - KL(q_phi(z|x) || N(0, I))] with the
-  reparameterised z = mean + sigma * eps (one draw, analytic KL) = KL(q_phi || p(z|x)) - log p(x).
+- ``reverse_kl``: L = -ELBO(q_phi) = -[log p(x | z) - KL(q_phi(z|x) || p(z))] with the
+  reparameterised z = mean + sigma * eps (one draw; the KL analytic for N(0, I), else
+  log q_phi(z|x) - log p(z) at z) = KL(q_phi || p(z|x)) - log p(x).
   Gradient: to phi through z and the decoder's output; the generative model's parameters theta
   are frozen for this loss (it leaves their .grad untouched) and it sees theta after this batch's
   decoder update. Costs one more decoder forward+backward.
@@ -33,7 +35,8 @@ from torch import Tensor, nn
 
 from lpc.distributed import gather_rows
 from lpc.energy import Energy
-from lpc.gaussian import diagonal_normal_log_prob, kl_to_standard_normal, reparameterise
+from lpc.gaussian import diagonal_normal_log_prob, reparameterise
+from lpc.priors import GaussianHierarchy
 
 
 class Proposal(NamedTuple):
@@ -67,16 +70,18 @@ def forward_kl_loss(mean: Tensor, log_std: Tensor, samples: Tensor) -> Tensor:
 
 
 def reverse_kl_loss(energy: Energy, x: Tensor, mean: Tensor, log_std: Tensor) -> Tensor:
-    """-[log p(x | z) - KL(q || N(0, I))], z = mean + sigma * eps, with theta frozen.  -> (B,)."""
+    """-[log p(x | z) - KL(q || p(z))], z = mean + sigma * eps, with theta (the prior's too) frozen.  -> (B,)."""
+    z = reparameterise(mean, log_std)
     with frozen(energy):
-        log_lik = energy.log_likelihood(x, reparameterise(mean, log_std))
-    return -(log_lik - kl_to_standard_normal(mean, log_std))
+        return -(energy.log_likelihood(x, z) - energy.prior.kl(mean, log_std, z))
 
 
 class PriorInit(nn.Module):
-    """Encoder-free start (``warmstart=none``): z0 = scale * eps, eps ~ N(0, I), one draw per
-    example; ``scale=1`` draws from the prior p(z), ``scale=0`` starts every chain at its mean 0
-    (deterministic plain PC)."""
+    """Encoder-free start (``warmstart=none``): one ancestral draw per example from the model's
+    prior with its noise scaled by ``scale`` (``GaussianHierarchy.sample``; for N(0, I),
+    z0 = scale * eps): ``scale=1`` draws from p(z), ``scale=0`` starts every chain at the prior's
+    mean path, 0 for N(0, I) (deterministic plain PC). The method hands over its prior
+    (``use_prior``); until then the prior is N(0, I) of ``latent_dim`` dimensions."""
 
     trainable = False
     decoder_evals = 0
@@ -89,10 +94,18 @@ class PriorInit(nn.Module):
             raise ValueError(f"warmstart.scale must be >= 0, got {scale}")
         self.latent_dim = latent_dim
         self.scale = scale
+        self.sample_prior = GaussianHierarchy([latent_dim]).sample  # a bound method: not a submodule
+
+    def use_prior(self, prior: GaussianHierarchy) -> None:
+        """Draw the starts from ``prior`` (the method's, whose parameters it trains)."""
+        if prior.state_dim != self.latent_dim:
+            raise ValueError(f"warmstart.latent_dim={self.latent_dim} but the prior's state has {prior.state_dim} "
+                             f"dimensions: leave warmstart.latent_dim at ${{state_dim}}")
+        self.sample_prior = prior.sample
 
     def draw(self, rows: int, like: Tensor) -> Tensor:
-        """(rows, D) fresh starts scale * eps."""
-        return self.scale * torch.randn(rows, self.latent_dim, device=like.device, dtype=like.dtype)
+        """(rows, D) fresh starts from the prior, noise scaled by ``scale``."""
+        return self.sample_prior(rows, like.device, like.dtype, self.scale)
 
     def forward(self, x: Tensor, index: Tensor | None = None) -> Proposal:
         return Proposal(self.draw(x.shape[0], x))

@@ -6,7 +6,7 @@
     python scripts/reproduce.py warmstart_objectives --report-only outputs/reproduce/warmstart_objectives/small
 
 Experiments (configs/experiment/<name>.yaml holds each grid): lpc_vs_vae, warmstart_objectives,
-step_size_robustness, ula_vs_mala, tuned. Scales: ``tiny`` (the pipeline's test: minutes on 2 CPU
+step_size_robustness, ula_vs_mala, tuned, hierarchical (MNIST's test split: ``-- data.root=<folder>``). Scales: ``tiny`` (the pipeline's test: minutes on 2 CPU
 cores), ``small`` (the experiment as configured: a real result on a CPU machine in about an hour),
 ``paper`` (CIFAR-10 with the paper's networks; for a GPU). Arguments after ``--`` go to train.py
 (any launcher, any override).
@@ -28,6 +28,7 @@ import shlex
 import statistics
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -47,6 +48,7 @@ from lpc.provenance import commit, machine  # noqa: E402
 from lpc.samplers.targets import Banana  # noqa: E402
 from sampler_bias import markdown as bias_markdown, measure  # noqa: E402
 TRAIN = [sys.executable, str(ROOT / "train.py")]
+COMPLETE = [sys.executable, str(ROOT / "scripts" / "complete.py")]
 
 # Settings of each scale, on top of the experiment's own (which are the `small` scale).
 TINY = ["trainer.max_steps=6", "trainer.val_check_interval=3", "num_steps=4", "burn_in=2", "sampler.thin=1",
@@ -63,6 +65,7 @@ TINY_GRIDS = {
     "step_size_robustness": {"step_size": "0.05,1.0", "seed": "0"},
     "ula_vs_mala": {"step_size": "0.05,1.0", "seed": "0"},
     "tuned": {"hydra.sweeper.n_trials": "2"},
+    "hierarchical": {"method": "lpc,vae", "prior.sizes": "[128],[20,128,128]", "seed": "0"},
 }
 TINY_METHODS = ["lpc", "vae"]  # tuned at --scale tiny: two studies
 
@@ -78,6 +81,7 @@ class Experiment:
     samples: bool = False  # a sample grid per group
     methods: list[str] = field(default_factory=list)  # tuned: one Optuna study per method
     bias_table: bool = False  # ula_vs_mala: the exact-target bias of scripts/sampler_bias.py
+    completions: list[str] = field(default_factory=list)  # masks: scripts/complete.py on every finished run
 
 
 EXPERIMENTS = {
@@ -86,6 +90,7 @@ EXPERIMENTS = {
     "step_size_robustness": Experiment(["precond", "step_size"], x="step_size"),
     "ula_vs_mala": Experiment(["sampler", "step_size"], x="step_size", bias_table=True),
     "tuned": Experiment(["method"], methods=["lpc", "lpc_jeffreys", "pc", "vae"]),
+    "hierarchical": Experiment(["method", "prior.sizes"], curves=True, samples=True, completions=["half", "centre", "random"]),
 }
 
 # The report's metrics: name -> (how to read it from a run's final metrics, direction, label)
@@ -104,7 +109,13 @@ LABELS = {
     "diverged_frac": "share of diverged chains (val)",
     "decoder_evals": "decoder evals per update",
     "step_ms": "ms per update",
+    "mse_half": "completion: squared error on the missing pixels, bottom half missing (scripts/complete.py; lower is better)",
+    "mse_centre": "completion: the same, a centre square missing",
+    "mse_random": "completion: the same, half the pixels missing at random",
 }
+# scripts/complete.py's settings per scale (the test images it completes, the draws per image)
+COMPLETION = {"tiny": ["num_images=8", "num_draws=2", "grid_images=4"], "small": ["num_images=200", "num_draws=4"],
+              "paper": ["num_images=1000", "num_draws=4"]}
 CURVE = "iwae"  # the likelihood the curves show: every evaluation has it (AIS may run at the end only)
 
 
@@ -132,6 +143,7 @@ def summarise(metrics: dict) -> dict[str, float | None]:
         "diverged_frac": metrics.get("val/diverged_frac"),
         "decoder_evals": metrics.get("cost/decoder_evals"),
         "step_ms": metrics.get("cost/step_ms"),
+        **{f"mse_{mask}": metrics.get(f"complete/{mask}/mse_missing") for mask in ("half", "centre", "random")},
     }
 
 
@@ -150,8 +162,10 @@ def collect_runs(runs_dir: Path) -> list[dict]:
     jobs = sorted({p.parent.parent for p in runs_dir.rglob(".hydra/overrides.yaml")}, key=sweep_order)
     runs = []
     for job in jobs:
-        metrics_file = job / "metrics.json"
+        metrics_file, completion = job / "metrics.json", job / "completion" / "metrics.json"
         metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else None
+        if metrics and completion.exists():  # scripts/complete.py on the run's checkpoint
+            metrics = {**metrics, **json.loads(completion.read_text())["metrics"]}
         grids = sorted((job / "images").glob("samples_step*.png"))
         runs.append({
             "job": str(job.relative_to(runs_dir)),
@@ -302,22 +316,29 @@ def plot_against_x(rows: list[dict], experiment: Experiment, out: Path) -> list[
     return [path]
 
 
-def plot_samples(runs: list[dict], experiment: Experiment, out: Path) -> list[Path]:
-    """The last prior-sample grid of each group's first run, side by side."""
-    picks = [(name, next((r["samples"] for r in members if r["samples"]), None)) for name, members in grouped(runs, experiment).items()]
+def side_by_side(runs: list[dict], experiment: Experiment, image: Callable[[dict], Path | str | None], path: Path,
+                 title: str | None = None, height: float = 3.4) -> list[Path]:
+    """The image ``image(run)`` of each group's first run that has one, side by side, saved to ``path``."""
+    picks = [(name, next((p for r in members if (p := image(r))), None)) for name, members in grouped(runs, experiment).items()]
     picks = [(n, p) for n, p in picks if p]
     if not picks:
         return []
-    fig, axes = plt.subplots(1, len(picks), figsize=(3 * len(picks), 3.4), squeeze=False)
-    for ax, (name, path) in zip(axes[0], picks):
-        ax.imshow(mpimg.imread(path), cmap="gray")
-        ax.set_title(name.replace("method=", ""), fontsize=9)
+    fig, axes = plt.subplots(1, len(picks), figsize=(3.2 * len(picks), height), squeeze=False)
+    for ax, (name, image_path) in zip(axes[0], picks):
+        ax.imshow(mpimg.imread(image_path), cmap="gray")
+        ax.set_title(name.replace("method=", ""), fontsize=8 if len(name) > 30 else 9)
         ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    path = out / "samples.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return [path]
+
+
+def plot_samples(runs: list[dict], experiment: Experiment, out: Path) -> list[Path]:
+    """The last prior-sample grid of each group's first run, side by side."""
+    return side_by_side(runs, experiment, lambda r: r["samples"], out / "samples.png")
 
 
 def commands(name: str, scale: str, extra: list[str], out: Path) -> list[list[str]]:
@@ -347,6 +368,35 @@ def run(cmds: list[list[str]], out: Path) -> None:
             raise SystemExit(f"the multirun failed (exit {proc.returncode}); its log: {out / 'train.log'}")
 
 
+def complete_runs(experiment: Experiment, scale: str, out: Path) -> None:
+    """scripts/complete.py on the last checkpoint of every finished run that has no completions
+    yet, into <job>/completion/ (a relaunch completes only the rest); the data are the run's own."""
+    env = {**os.environ, "LPC_ROOT": str(ROOT), "WANDB_SILENT": "true"}
+    for job in sorted({p.parent for p in (out / "runs").rglob("metrics.json") if p.parent.name != "completion"}):
+        ckpt = job / "checkpoints" / "last.ckpt"
+        if (job / "completion" / "metrics.json").exists() or not ckpt.exists():
+            continue
+        cmd = [*COMPLETE, f"ckpt_path={ckpt}", f"mask=[{','.join(experiment.completions)}]", *COMPLETION[scale],
+               f"hydra.run.dir={job / 'completion'}", "hydra.output_subdir=null"]
+        print("$", shlex.join(cmd[1:]), flush=True)
+        with (out / "complete.log").open("a") as log:
+            proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        if proc.returncode != 0:
+            raise SystemExit(f"scripts/complete.py failed on {ckpt} (exit {proc.returncode}); its log: {out / 'complete.log'}")
+
+
+def plot_completions(runs: list[dict], experiment: Experiment, out: Path) -> list[Path]:
+    """Each group's first run's completion grid of the first mask, side by side."""
+    mask = experiment.completions[0]
+
+    def grid(run: dict) -> Path | None:
+        path = out / "runs" / run["job"] / "completion" / "images" / f"complete_{mask}.png"
+        return path if path.exists() else None
+
+    return side_by_side(runs, experiment, grid, out / "completions.png", height=4.2,
+                        title=f"mask={mask}: masked input, completions, their mean, the truth (top to bottom)")
+
+
 def tuned_best(out: Path, methods: list[str]) -> list[dict]:
     """Each method's best trial (optimization_results.yaml of its study)."""
     best = []
@@ -371,6 +421,8 @@ def write_report(name: str, scale: str, cmds: list[list[str]], extra: list[str],
         figures += plot_against_x(rows, experiment, out)
     if experiment.samples:
         figures += plot_samples(runs, experiment, out)
+    if experiment.completions:
+        figures += plot_completions(runs, experiment, out)
     best = tuned_best(out, study_methods(experiment, scale)) if experiment.methods else []
     bias = exact_target_bias(rows, scale) if experiment.bias_table else []
     report = {
@@ -444,6 +496,8 @@ def main() -> None:
     cmds = commands(args.name, args.scale, extra, out)
     if not args.report_only:
         run(cmds, out)
+        if EXPERIMENTS[args.name].completions:
+            complete_runs(EXPERIMENTS[args.name], args.scale, out)
     write_report(args.name, args.scale, cmds, extra, out, args.wandb)
     print((out / "report.md").read_text())
     print(f"report written to {out / 'report.md'}")

@@ -132,6 +132,7 @@ class ToyDecoder(torch.nn.Module):
         super().__init__()
         g = torch.Generator().manual_seed(3)
         self.w1, self.w2 = torch.randn(D, 16, generator=g), torch.randn(16, P, generator=g) / 2
+        self.latent_dim = D
 
     def forward(self, z: Tensor) -> Tensor:
         return torch.tanh(z @ self.w1) @ self.w2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from conftest import run_train
@@ -16,9 +17,11 @@ SAME = ["model=pc", "precond=none", "warmstart.scale=0", "model.optimizer._targe
         "callbacks.image_grids.every_n_steps=0", "callbacks.model_checkpoint.save_top_k=-1"]
 
 
-def test_ddp_with_two_processes_matches_one_process_on_the_global_batch(tmp_path):
-    run_train(tmp_path / "ddp", *SAME, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "batch_size=32")
-    run_train(tmp_path / "one", *SAME, "batch_size=64")
+@pytest.mark.parametrize("prior", [[], ["prior=hierarchical", "prior.sizes=[6,16]", "prior.learn_sigma=true"]],
+                         ids=["standard_normal", "hierarchical"])
+def test_ddp_with_two_processes_matches_one_process_on_the_global_batch(tmp_path, prior):
+    run_train(tmp_path / "ddp", *SAME, *prior, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "batch_size=32")
+    run_train(tmp_path / "one", *SAME, *prior, "batch_size=64")
     ddp = torch.load(tmp_path / "ddp" / "checkpoints" / "last.ckpt", weights_only=False)
     one = torch.load(tmp_path / "one" / "checkpoints" / "last.ckpt", weights_only=False)
     assert ddp["global_step"] == one["global_step"] == 12

@@ -100,3 +100,17 @@ def test_a_relaunched_grid_runs_only_the_jobs_that_did_not_finish(tmp_path):
     assert done["0"].exists() and done["1"].stat().st_mtime_ns == stamp and done["1"].read_text() == kept
     assert "skip_finished=true: " in (tmp_path / "runs" / "1" / "lpc_vs_vae.log").read_text()
     assert [row["runs"] for row in report["table"]] == [1, 1]
+
+
+@pytest.mark.skipif(not SHARED_MNIST_T10K.exists(), reason="needs ../shared/data/mnist-t10k")
+def test_the_hierarchical_report_runs_and_completes_every_run(tmp_path):
+    """Three latent layers for LPC and the VAE on MNIST's test split: AIS from the hierarchy's prior
+    in every row, and scripts/complete.py's errors and grids from every checkpoint."""
+    report = reproduce("hierarchical", tmp_path, "--", f"data.root={SHARED_MNIST_T10K}", "prior.sizes=[20,128,128]")
+    groups = [row["group"] for row in report["table"]]
+    assert groups == ["method=lpc prior.sizes=[20,128,128]", "method=vae prior.sizes=[20,128,128]"]
+    assert all(row["failed"] == 0 and row["ais_prior"] is not None for row in report["table"])
+    assert all(0 < row[f"mse_{mask}"] < 1 for row in report["table"] for mask in ("half", "centre", "random"))
+    assert len(list(tmp_path.glob("runs/*/completion/images/complete_half.png"))) == 2
+    assert {"completions.png", "samples.png"} <= {p.name for p in tmp_path.glob("*.png")}
+    assert "| mse_half |" in (tmp_path / "report.md").read_text()

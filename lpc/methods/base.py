@@ -1,4 +1,4 @@
-"""What every method shares: the generative model (decoder + likelihood), its optimizer, the
+"""What every method shares: the generative model (decoder, likelihood, prior), its optimizer, the
 common metric names, and generation from the prior."""
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from lpc.distributed import average_gradients
 from lpc.energy import Energy
 from lpc.errors import DivergenceError
 from lpc.likelihoods import Likelihood
+from lpc.priors import GaussianHierarchy
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]  # params -> optimizer (a Hydra _partial_)
 
@@ -52,7 +53,8 @@ class Stopwatch:
 
 
 class GenerativeModule(L.LightningModule):
-    """Base LightningModule: p(z) = N(0, I), p(x | z) = likelihood(decoder(z)).
+    """Base LightningModule: p(z) = the prior (N(0, I), or a Gaussian hierarchy: ``lpc.priors``),
+    p(x | z) = likelihood(decoder(z_1)).
 
     Subclasses implement ``update`` (one training step), ``validation_step`` and ``reconstruct``; all log the
     shared metric names (``train/loss``, ``train/energy``, ``train/recon_mse``, ``train/elbo``,
@@ -64,9 +66,10 @@ class GenerativeModule(L.LightningModule):
     gradients are averaged over ranks explicitly after every backward (``step_optimizer``).
     """
 
-    def __init__(self, decoder: nn.Module, likelihood: Likelihood, optimizer: OptimizerFactory):
+    def __init__(self, decoder: nn.Module, likelihood: Likelihood, optimizer: OptimizerFactory,
+                 prior: GaussianHierarchy | None = None):
         super().__init__()
-        self.energy = Energy(decoder, likelihood)
+        self.energy = Energy(decoder, likelihood, prior)
         self.optimizer_factory = optimizer
         self.automatic_optimization = False
         self.validated_at = -1  # global_step of the last validation
@@ -131,17 +134,21 @@ class GenerativeModule(L.LightningModule):
         return self.energy.likelihood
 
     @property
+    def prior(self) -> GaussianHierarchy:
+        return self.energy.prior
+
+    @property
     def latent_dim(self) -> int:
-        return self.decoder.latent_dim
+        """D, the dimension of the sampler's state z (every latent layer)."""
+        return self.prior.state_dim
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.optimizer_factory(self.energy.parameters())
 
     @torch.no_grad()
     def generate(self, n: int) -> Tensor:
-        """Image-space means of n draws from the prior: E[x | z], z ~ N(0, I)."""
-        z = torch.randn(n, self.latent_dim, device=self.device)
-        return self.likelihood.mean(self.decoder(z))
+        """Image-space means of n ancestral draws: E[x | z], z ~ p(z)."""
+        return self.likelihood.mean(self.energy.decode(self.prior.sample(n, self.device)))
 
     needs_example_index = False  # True: training batches must carry each example's index (``update``'s index)
 

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from lpc.gaussian import fit_diagonal_gaussian
 from lpc.likelihoods import Likelihood
+from lpc.priors import GaussianHierarchy
 from lpc.loggers import log_line
 from lpc.methods.base import GenerativeModule, OptimizerFactory, Stopwatch, repeat_batch
 from lpc.metrics.elbo import chain_gaussian_elbo
@@ -66,8 +67,9 @@ class LangevinPC(GenerativeModule):
         on_divergence: str = "reset",
         backoff_factor: float = 0.5,
         max_all_diverged_steps: int = 50,
+        prior: GaussianHierarchy | None = None,
     ):
-        super().__init__(decoder, likelihood, optimizer)
+        super().__init__(decoder, likelihood, optimizer, prior)
         if grad_from not in GRAD_FROM:
             raise ValueError(f"model.grad_from must be one of {list(GRAD_FROM)}, got {grad_from!r}")
         if on_divergence not in ON_DIVERGENCE:
@@ -78,6 +80,8 @@ class LangevinPC(GenerativeModule):
             raise ValueError(f"model.backoff_factor must be in (0, 1), got {backoff_factor}")
         self.sampler = sampler
         self.warmstart = warmstart
+        if hasattr(warmstart, "use_prior"):  # encoder-free starts are draws from the prior
+            warmstart.use_prior(self.prior)
         self.grad_from = grad_from
         self.on_divergence = on_divergence
         self.backoff_factor = backoff_factor
@@ -115,7 +119,7 @@ class LangevinPC(GenerativeModule):
         num, batch, _ = samples.shape
         z = samples.reshape(num * batch, -1)
         xs = repeat_batch(x, num)
-        out = self.decoder(z)
+        out = self.energy.decode(z)
         if fit_scale:
             self.likelihood.fit_scale(xs, out.detach())
         energy = self.energy.from_output(xs, z, out)
@@ -257,7 +261,7 @@ class LangevinPC(GenerativeModule):
         """The likelihood mean at the chain's last state z_T."""
         chain = self.infer(x)
         with torch.no_grad():
-            return self.likelihood.mean(self.decoder(chain.samples[-1]))
+            return self.likelihood.mean(self.energy.decode(chain.samples[-1]))
 
     def noisy_sampler(self) -> ChainSampler:
         """The model's sampler, with noise if it has none (plain PC's gradient descent): made once

@@ -7,8 +7,9 @@ import math
 import torch
 from torch import Tensor, nn
 
-from lpc.gaussian import diagonal_normal_log_prob, kl_to_standard_normal, reparameterise, standard_normal_log_prob
+from lpc.gaussian import diagonal_normal_log_prob, reparameterise
 from lpc.likelihoods import Likelihood
+from lpc.priors import GaussianHierarchy
 from lpc.methods.base import GenerativeModule, OptimizerFactory, Stopwatch, repeat_batch
 
 
@@ -17,7 +18,8 @@ class VAE(GenerativeModule):
     classes as LPC. Per batch, with q(z | x) = N(mean_phi(x), diag sigma_phi(x)^2):
 
         z    = mean + sigma * eps                                 (one reparameterised draw)
-        ELBO = log p(x | z) - KL(q(z | x) || N(0, I))             (KL in closed form)
+        ELBO = log p(x | z) - KL(q(z | x) || p(z))                (KL in closed form for N(0, I); for a
+                                                                   hierarchical prior log q(z|x) - log p(z) at z)
 
     and one step of a single optimizer on -mean_b ELBO over (theta, phi) jointly.
     Cost per update: 1 decoder and 1 encoder forward+backward.
@@ -26,8 +28,9 @@ class VAE(GenerativeModule):
     objective = "elbo"  # the term of ``elbo_terms`` that is maximised
     num_samples = 1  # decoder evaluations per example and update
 
-    def __init__(self, encoder: nn.Module, decoder: nn.Module, likelihood: Likelihood, optimizer: OptimizerFactory):
-        super().__init__(decoder, likelihood, optimizer)
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, likelihood: Likelihood, optimizer: OptimizerFactory,
+                 prior: GaussianHierarchy | None = None):
+        super().__init__(decoder, likelihood, optimizer, prior)
         self.encoder = encoder
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
@@ -38,11 +41,11 @@ class VAE(GenerativeModule):
         (training) a learned likelihood scale is first fitted to this batch."""
         mean, log_std = self.encoder(x)
         z = reparameterise(mean, log_std)
-        out = self.decoder(z)
+        out = self.energy.decode(z)
         if fit_scale:
             self.likelihood.fit_scale(x, out.detach())
         log_lik = self.likelihood.log_prob(x, out)
-        kl = kl_to_standard_normal(mean, log_std)
+        kl = self.prior.kl(mean, log_std, z)
         return {
             "elbo": log_lik - kl,
             "log_likelihood": log_lik,
@@ -82,7 +85,7 @@ class VAE(GenerativeModule):
     @torch.no_grad()
     def reconstruct(self, x: Tensor) -> Tensor:
         """The likelihood mean at the encoder's mean."""
-        return self.likelihood.mean(self.decoder(self.encoder(x)[0]))
+        return self.likelihood.mean(self.energy.decode(self.encoder(x)[0]))
 
 
 class IWAE(VAE):
@@ -98,8 +101,8 @@ class IWAE(VAE):
     objective = "iwae"
 
     def __init__(self, encoder: nn.Module, decoder: nn.Module, likelihood: Likelihood, optimizer: OptimizerFactory,
-                 num_samples: int = 5):
-        super().__init__(encoder, decoder, likelihood, optimizer)
+                 num_samples: int = 5, prior: GaussianHierarchy | None = None):
+        super().__init__(encoder, decoder, likelihood, optimizer, prior)
         if num_samples < 1:
             raise ValueError(f"model.num_samples (K) must be >= 1, got {num_samples}")
         self.num_samples = num_samples
@@ -110,11 +113,11 @@ class IWAE(VAE):
         k, batch = self.num_samples, x.shape[0]
         z = mean + log_std.exp() * torch.randn(k, *mean.shape, device=x.device, dtype=mean.dtype)  # (K, B, D)
         xs = repeat_batch(x, k)
-        out = self.decoder(z.reshape(k * batch, -1))
+        out = self.energy.decode(z.reshape(k * batch, -1))
         if fit_scale:
             self.likelihood.fit_scale(xs, out.detach())
         log_lik = self.likelihood.log_prob(xs, out).view(k, batch)
-        log_prior = standard_normal_log_prob(z)  # (K, B)
+        log_prior = self.prior.log_prob(z)  # (K, B)
         log_w = log_lik + log_prior - diagonal_normal_log_prob(z, mean, log_std)
         return {
             "iwae": torch.logsumexp(log_w, 0) - math.log(k),

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from lpc.metrics.elbo import iwae_bound
-from lpc.samplers.annealing import Adaptation, AnnealResult, DiagonalGaussian, anneal, sigmoid_schedule
+from lpc.samplers.annealing import Adaptation, AnnealResult, StartDensity, anneal, sigmoid_schedule
 from lpc.samplers.chain import EnergyFn
 
 MASS_MATRICES = ("identity", "start")
@@ -81,7 +81,8 @@ class AIS:
             adaptive pass's estimate (False).
         mass_matrix: ``identity``, or ``start``: the ``scale`` M of ``lpc.samplers.hmc`` (the inverse
             of HMC's mass matrix) is the start density's diagonal variance s^2 (momenta ~ N(0, diag
-            s^-2)), i.e. leapfrog in the start's whitened coordinates; the same as identity from the prior.
+            s^-2)), i.e. leapfrog in the start's whitened coordinates; the same as identity from the
+            prior N(0, I) and from a hierarchical prior (not a diagonal Gaussian).
     Cost per example: n (1 + (K - 1) L) energy gradients per pass (two passes with ``refresh``).
     """
 
@@ -126,10 +127,10 @@ class AIS:
     def betas(self) -> list[float]:
         return sigmoid_schedule(self.num_distributions, self.schedule_delta)
 
-    def scale(self, start: DiagonalGaussian) -> Tensor | float:
-        return torch.exp(2 * start.log_std) if self.mass_matrix == "start" else 1.0
+    def scale(self, start: StartDensity) -> Tensor | float:
+        return start.variance if self.mass_matrix == "start" else 1.0
 
-    def run(self, energy_fn: EnergyFn, start: DiagonalGaussian, z0: Tensor, betas: list[float],
+    def run(self, energy_fn: EnergyFn, start: StartDensity, z0: Tensor, betas: list[float],
             step_sizes: Tensor | None, progress: Callable[[int], None] | None) -> AnnealResult:
         """One pass: with ``step_sizes`` (K - 1, N) frozen, else adapted from ``step_size``."""
         adaptation = None
@@ -138,7 +139,7 @@ class AIS:
             step_sizes = z0.new_full((z0.shape[0],), self.step_size)
         return anneal(energy_fn, start, z0, betas, step_sizes, self.num_leapfrog, self.scale(start), adaptation, progress)
 
-    def estimate(self, energy_fn: EnergyFn, start: DiagonalGaussian,
+    def estimate(self, energy_fn: EnergyFn, start: StartDensity,
                  progress: Callable[[int], None] | None = None) -> AISEstimate:
         """Forward AIS from p_0 = ``start`` (N rows): log p_hat(x) per example."""
         betas = self.betas()
@@ -149,14 +150,14 @@ class AIS:
         log_w = result.log_weights.view(n, -1)
         return AISEstimate(log_mean_exp(log_w), log_w, result.accept_rate.view(n, -1), result.step_sizes)
 
-    def reverse(self, energy_fn: EnergyFn, start: DiagonalGaussian, z_exact: Tensor, step_sizes: Tensor,
+    def reverse(self, energy_fn: EnergyFn, start: StartDensity, z_exact: Tensor, step_sizes: Tensor,
                 progress: Callable[[int], None] | None = None) -> Tensor:
         """Reverse AIS from exact posterior samples ``z_exact`` (N, D) back to p_0, with the forward
         pass's step sizes (K - 1, N): the stochastic upper bound -log (1/n) sum_i w_i per example (B,)."""
         result = self.run(energy_fn, start, z_exact, self.betas()[::-1], step_sizes.flip(0), progress)
         return -log_mean_exp(result.log_weights.view(self.chains, -1))
 
-    def bdmc(self, energy_fn: EnergyFn, start: DiagonalGaussian, z_exact: Tensor,
+    def bdmc(self, energy_fn: EnergyFn, start: StartDensity, z_exact: Tensor,
              progress: Callable[[int], None] | None = None) -> BDMCBounds:
         """Both bounds for data simulated with latents ``z_exact`` (N, D; each example's latent in all its rows)."""
         forward = self.estimate(energy_fn, start, progress)

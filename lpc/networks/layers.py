@@ -12,6 +12,7 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "gelu": nn.GELU,
     "tanh": nn.Tanh,
     "softplus": nn.Softplus,
+    "identity": nn.Identity,
 }
 NORMS = ("none", "group", "layer")
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from functools import partial
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import torch
 from torch import Tensor
@@ -35,8 +35,25 @@ from lpc.samplers.chain import EnergyFn, energy_and_grad
 from lpc.samplers.hmc import hmc_transition
 
 
+class StartDensity(Protocol):
+    """A normalised start density p_0 over N rows that can be sampled exactly."""
+
+    def sample(self) -> Tensor:
+        """One draw per row (N, D)."""
+
+    def energy_and_grad(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """U_0(z) = -log p_0(z) (N,) and its gradient (N, D), detached."""
+
+    def detached(self) -> "StartDensity":
+        """The same density with no graph to its parameters (none grows through the K steps)."""
+
+    @property
+    def variance(self) -> Tensor | float:
+        """Its diagonal variance (N, D), or 1.0 where it is not a diagonal Gaussian (``mass_matrix=start``)."""
+
+
 class DiagonalGaussian(NamedTuple):
-    """N(mean, diag exp(log_std)^2) per row: a start density p_0 (the prior: zeros, zeros)."""
+    """N(mean, diag exp(log_std)^2) per row: a start density p_0 (the prior N(0, I): zeros, zeros)."""
 
     mean: Tensor  # (N, D)
     log_std: Tensor  # (N, D)
@@ -47,6 +64,34 @@ class DiagonalGaussian(NamedTuple):
     def energy_and_grad(self, z: Tensor) -> tuple[Tensor, Tensor]:
         """U_0(z) = -log N(z; m, diag s^2) (N,) and grad U_0(z) = (z - m) / s^2 (N, D)."""
         return -diagonal_normal_log_prob(z, self.mean, self.log_std), (z - self.mean) * torch.exp(-2 * self.log_std)
+
+    def detached(self) -> "DiagonalGaussian":
+        return DiagonalGaussian(self.mean.detach(), self.log_std.detach())
+
+    @property
+    def variance(self) -> Tensor:
+        return torch.exp(2 * self.log_std)
+
+
+class SampledDensity(NamedTuple):
+    """A start density given by an exact sampler and its log-density (a hierarchical prior: an
+    ancestral draw, and log p(z)); U_0's gradient by autograd."""
+
+    draw: Callable[[], Tensor]  # () -> (N, D)
+    log_prob: Callable[[Tensor], Tensor]  # (N, D) -> (N,)
+
+    def sample(self) -> Tensor:
+        return self.draw()
+
+    def energy_and_grad(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        return energy_and_grad(lambda v: -self.log_prob(v), z)
+
+    def detached(self) -> "SampledDensity":
+        return self  # energy_and_grad's values are detached already
+
+    @property
+    def variance(self) -> float:
+        return 1.0
 
 
 class AnnealedState(NamedTuple):
@@ -75,7 +120,7 @@ class AnnealedState(NamedTuple):
         return self.start - self.target
 
 
-def annealed_state(energy_fn: EnergyFn, start: DiagonalGaussian, beta: Tensor, z: Tensor) -> AnnealedState:
+def annealed_state(energy_fn: EnergyFn, start: StartDensity, beta: Tensor, z: Tensor) -> AnnealedState:
     """The state at z on f_beta: one energy gradient (the start's is in closed form)."""
     return AnnealedState(z, *energy_and_grad(energy_fn, z), *start.energy_and_grad(z), beta)
 
@@ -118,7 +163,7 @@ class AnnealResult(NamedTuple):
 
 def anneal(
     energy_fn: EnergyFn,
-    start: DiagonalGaussian,
+    start: StartDensity,
     z0: Tensor,
     betas: list[float],
     step_sizes: Tensor,
@@ -137,7 +182,7 @@ def anneal(
     """
     num = len(betas) - 1
     rows = z0.shape[0]
-    start = DiagonalGaussian(start.mean.detach(), start.log_std.detach())  # no graph grows through the K steps
+    start = start.detached()  # no graph grows through the K steps
     state = annealed_state(energy_fn, start, z0.new_full((rows,), betas[0]), z0.detach())
     log_w = torch.zeros_like(state.target, dtype=torch.float64)  # K increments: summed in double precision
     accept_sum = torch.zeros_like(state.target)
