@@ -41,7 +41,7 @@ import matplotlib.image as mpimg  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
+sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]  # this checkout's lpc (not an installed one) and its scripts
 
 from lpc.markdown import markdown_table  # noqa: E402
 from lpc.provenance import commit, machine  # noqa: E402
@@ -49,6 +49,7 @@ from lpc.samplers.targets import Banana  # noqa: E402
 from sampler_bias import markdown as bias_markdown, measure  # noqa: E402
 TRAIN = [sys.executable, str(ROOT / "train.py")]
 COMPLETE = [sys.executable, str(ROOT / "scripts" / "complete.py")]
+EVALUATE = [sys.executable, str(ROOT / "scripts" / "evaluate.py")]
 
 # Settings of each scale, on top of the experiment's own (which are the `small` scale).
 TINY = ["trainer.max_steps=6", "trainer.val_check_interval=3", "num_steps=4", "burn_in=2", "sampler.thin=1",
@@ -100,6 +101,9 @@ LABELS = {
     "ais_encoder": "AIS from the method's encoder q(z|x) (nats; methods with an encoder)",
     "ais_check": "AIS from the prior at a shorter schedule (nats): close to ais_prior if AIS converged",
     "bdmc_gap": "BDMC gap of the best AIS on data simulated from the model (nats): AIS's error bar",
+    "ais_long": "AIS from the prior at the long schedule of --long-ais (nats; encoder-free runs): the convergence check",
+    "ais_long_check": "the same at half that schedule",
+    "bdmc_gap_long": "BDMC gap at the long schedule (25 simulated images)",
     "iwae": "IWAE bound, largest k, best proposal (nats)",
     "elbo": "ELBO (nats, higher is better)",
     "bpd": "bits/dim of log_likelihood (lower is better)",
@@ -132,6 +136,9 @@ def summarise(metrics: dict) -> dict[str, float | None]:
         "ais_prior": metrics.get("eval/ais_prior"),
         "ais_encoder": metrics.get("eval/ais_encoder"),
         "ais_check": best(r"eval/ais\d+_prior"),
+        "ais_long": metrics.get("long/eval/ais_prior"),
+        "ais_long_check": best(r"long/eval/ais\d+_prior"),
+        "bdmc_gap_long": metrics.get("long/eval/bdmc_gap_prior"),
         "bdmc_gap": metrics.get("eval/bdmc_gap"),
         "iwae": best(rf"eval/iwae{k_max}_\w+") if k_max else best(r"eval/elbo_\w+"),
         "elbo": best(r"eval/elbo_\w+"),
@@ -162,10 +169,13 @@ def collect_runs(runs_dir: Path) -> list[dict]:
     jobs = sorted({p.parent.parent for p in runs_dir.rglob(".hydra/overrides.yaml")}, key=sweep_order)
     runs = []
     for job in jobs:
-        metrics_file, completion = job / "metrics.json", job / "completion" / "metrics.json"
+        metrics_file, completion, long_ais = (job / "metrics.json", job / "completion" / "metrics.json",
+                                              job / "ais_long" / "metrics.json")
         metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else None
         if metrics and completion.exists():  # scripts/complete.py on the run's checkpoint
             metrics = {**metrics, **json.loads(completion.read_text())["metrics"]}
+        if metrics and long_ais.exists():  # --long-ais: scripts/evaluate.py on the run's checkpoint
+            metrics = {**metrics, **{f"long/{k}": v for k, v in json.loads(long_ais.read_text())["metrics"].items()}}
         grids = sorted((job / "images").glob("samples_step*.png"))
         runs.append({
             "job": str(job.relative_to(runs_dir)),
@@ -368,21 +378,46 @@ def run(cmds: list[list[str]], out: Path) -> None:
             raise SystemExit(f"the multirun failed (exit {proc.returncode}); its log: {out / 'train.log'}")
 
 
-def complete_runs(experiment: Experiment, scale: str, out: Path) -> None:
-    """scripts/complete.py on the last checkpoint of every finished run that has no completions
-    yet, into <job>/completion/ (a relaunch completes only the rest); the data are the run's own."""
+def for_each_finished_job(out: Path, sub: str, command: Callable[[Path], list[str] | None], log_name: str) -> None:
+    """Run ``command(job)`` (a script's arguments; None skips the job) for every finished job of the
+    grid that has no <job>/<sub>/metrics.json yet, writing into <job>/<sub>/: a relaunch runs only the rest."""
     env = {**os.environ, "LPC_ROOT": str(ROOT), "WANDB_SILENT": "true"}
-    for job in sorted({p.parent for p in (out / "runs").rglob("metrics.json") if p.parent.name != "completion"}):
-        ckpt = job / "checkpoints" / "last.ckpt"
-        if (job / "completion" / "metrics.json").exists() or not ckpt.exists():
+    for job in sorted({p.parent for p in (out / "runs").rglob("metrics.json") if p.parent.parent == out / "runs"}):
+        args = command(job)
+        if args is None or (job / sub / "metrics.json").exists() or not (job / "checkpoints" / "last.ckpt").exists():
             continue
-        cmd = [*COMPLETE, f"ckpt_path={ckpt}", f"mask=[{','.join(experiment.completions)}]", *COMPLETION[scale],
-               f"hydra.run.dir={job / 'completion'}", "hydra.output_subdir=null"]
+        cmd = [*args, f"hydra.run.dir={job / sub}", "hydra.output_subdir=null"]
         print("$", shlex.join(cmd[1:]), flush=True)
-        with (out / "complete.log").open("a") as log:
+        with (out / log_name).open("a") as log:
             proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         if proc.returncode != 0:
-            raise SystemExit(f"scripts/complete.py failed on {ckpt} (exit {proc.returncode}); its log: {out / 'complete.log'}")
+            raise SystemExit(f"{shlex.join(cmd[1:2])} failed on {job} (exit {proc.returncode}); its log: {out / log_name}")
+
+
+def complete_runs(experiment: Experiment, scale: str, out: Path) -> None:
+    """scripts/complete.py on the last checkpoint of every finished run, into <job>/completion/ (the data are the run's own)."""
+    masks = f"mask=[{','.join(experiment.completions)}]"
+    for_each_finished_job(out, "completion", lambda job: [*COMPLETE, f"ckpt_path={job / 'checkpoints' / 'last.ckpt'}", masks,
+                                                          *COMPLETION[scale]], "complete.log")
+
+
+def long_ais_runs(num_distributions: int, where: list[str], out: Path) -> None:
+    """AIS from the prior at K = ``num_distributions`` (with the K/2 check and BDMC on 25 simulated
+    images) on the checkpoint of every finished encoder-free run whose overrides include every
+    ``key=value`` of ``where``, into <job>/ais_long/: the check that the grid's own AIS (K = 1,000
+    from the prior) has converged where no encoder gives a better start."""
+    wanted = dict(item.split("=", 1) for item in where)
+
+    def command(job: Path) -> list[str] | None:
+        metrics = json.loads((job / "metrics.json").read_text())
+        overrides = read_overrides(job)
+        if "eval/ais_encoder" in metrics or any(overrides.get(k) != v for k, v in wanted.items()):
+            return None
+        return [*EVALUATE, f"ckpt_path={job / 'checkpoints' / 'last.ckpt'}", "eval=ais", "eval.fid.enabled=false",
+                f"eval.ais.num_distributions={num_distributions}", f"eval.ais.check_distributions=[{num_distributions // 2}]",
+                "eval.ais.starts=[prior]", "eval.ais.bdmc_examples=25", "eval.ais.progress=false", "logger=csv"]
+
+    for_each_finished_job(out, "ais_long", command, "ais_long.log")
 
 
 def plot_completions(runs: list[dict], experiment: Experiment, out: Path) -> list[Path]:
@@ -408,7 +443,8 @@ def tuned_best(out: Path, methods: list[str]) -> list[dict]:
     return best
 
 
-def write_report(name: str, scale: str, cmds: list[list[str]], extra: list[str], out: Path, wandb_project: str | None) -> dict:
+def write_report(name: str, scale: str, cmds: list[list[str]], extra: list[str], out: Path, wandb_project: str | None,
+                 flags: list[str] | None = None) -> dict:
     experiment = EXPERIMENTS[name]
     runs = collect_runs(out / "runs")
     if not runs:
@@ -428,7 +464,8 @@ def write_report(name: str, scale: str, cmds: list[list[str]], extra: list[str],
     report = {
         "experiment": name, "scale": scale, "commit": commit(), "machine": machine(),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "commands": [shlex.join(["python", "scripts/reproduce.py", name, "--scale", scale, *(["--", *extra] if extra else [])]),
+        "commands": [shlex.join(["python", "scripts/reproduce.py", name, "--scale", scale, *(flags or []),
+                                 *(["--", *extra] if extra else [])]),
                      *(shlex.join(["python", *(a.replace(f"{ROOT}/", "") for a in c[1:])]) for c in cmds)],
         "table": rows, "best_trials": best, "exact_target_bias": bias, "figures": [f.name for f in figures],
         "runs": [{k: v for k, v in r.items() if k != "curves"} for r in runs],
@@ -489,6 +526,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="report folder (default outputs/reproduce/<name>/<scale>)")
     parser.add_argument("--report-only", action="store_true", help="rewrite the report from the runs already in --out")
     parser.add_argument("--wandb", metavar="PROJECT", help="also log the figures and tables to this W&B project")
+    parser.add_argument("--long-ais", type=int, default=0, metavar="K",
+                        help="also evaluate every encoder-free run by AIS from the prior at K distributions (and K/2)")
+    parser.add_argument("--long-ais-where", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="only the runs with these overrides, e.g. seed=0 precond=adam")
     argv = sys.argv[1:]
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []  # for train.py
     args = parser.parse_args(argv[: len(argv) - len(extra) - (1 if extra or "--" in argv else 0)])
@@ -498,7 +539,11 @@ def main() -> None:
         run(cmds, out)
         if EXPERIMENTS[args.name].completions:
             complete_runs(EXPERIMENTS[args.name], args.scale, out)
-    write_report(args.name, args.scale, cmds, extra, out, args.wandb)
+        if args.long_ais:
+            long_ais_runs(args.long_ais, args.long_ais_where, out)
+    flags = [*(["--long-ais", str(args.long_ais)] if args.long_ais else []),
+             *(["--long-ais-where", *args.long_ais_where] if args.long_ais_where else [])]
+    write_report(args.name, args.scale, cmds, extra, out, args.wandb, flags)
     print((out / "report.md").read_text())
     print(f"report written to {out / 'report.md'}")
 

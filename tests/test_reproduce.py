@@ -96,8 +96,13 @@ def test_a_relaunched_grid_runs_only_the_jobs_that_did_not_finish(tmp_path):
     kept = done["1"].read_text()
     stamp = done["1"].stat().st_mtime_ns
     done["0"].unlink()  # job 0 was interrupted
-    report = reproduce("lpc_vs_vae", tmp_path, "--", "method=lpc,vae")
+    report = reproduce("lpc_vs_vae", tmp_path, "--long-ais", "8", "--", "method=lpc,vae")
     assert done["0"].exists() and done["1"].stat().st_mtime_ns == stamp and done["1"].read_text() == kept
+    # --long-ais: the encoder-free run (LPC) evaluated again by AIS from the prior at K = 8 and 4, the VAE not
+    rows = {row["group"]: row for row in report["table"]}
+    assert rows["method=lpc"]["ais_long"] is not None and rows["method=lpc"]["ais_long_check"] is not None
+    assert rows["method=vae"]["ais_long"] is None and not (tmp_path / "runs" / "1" / "ais_long").exists()
+    assert "--long-ais 8" in report["commands"][0] and "| ais_long |" in (tmp_path / "report.md").read_text()
     assert "skip_finished=true: " in (tmp_path / "runs" / "1" / "lpc_vs_vae.log").read_text()
     assert [row["runs"] for row in report["table"]] == [1, 1]
 
