@@ -14,6 +14,7 @@ from lpc.config_checks import validate_config
 from lpc.data.base import ImageDataModule
 from lpc.errors import ConfigError, LpcError
 from lpc.methods.base import GenerativeModule
+from lpc.resume import RESUME_MODES
 
 
 def source_key(root: DictConfig, key: str) -> str:
@@ -85,6 +86,8 @@ def build(cfg: DictConfig) -> tuple[ImageDataModule, GenerativeModule]:
     """Check the config (unknown keys, types, ranges, parts that do not fit) and build the data
     module (not yet loaded) and the model. Raises ``ConfigError``."""
     validate_config(cfg)
+    if cfg.get("resume", False) not in RESUME_MODES:
+        raise ConfigError(f"resume={cfg.resume!r}: expected true, false or auto")
     if str(cfg.get("trainer", {}).get("precision", "32")).startswith("16"):
         raise ConfigError(
             f"trainer.precision={cfg.trainer.precision} is not supported: fp16 loss scaling does not fit lpc's "

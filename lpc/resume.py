@@ -1,5 +1,7 @@
-"""Which checkpoint a run continues from: ``ckpt_path=<file>``, or ``resume=true`` for the last
-checkpoint of the latest earlier run of the same command."""
+"""Which checkpoint a run continues from: ``ckpt_path=<file>``, ``resume=true`` for the last
+checkpoint of the latest earlier run of the same command, or ``resume=auto`` for the last
+checkpoint in the run's own output folder, if any (a job relaunched into its folder, as
+``scripts/reproduce.py``'s fixed-folder grids do: an interrupted job continues, a new one starts)."""
 
 from __future__ import annotations
 
@@ -42,11 +44,33 @@ def find_resume_checkpoint(task_dir: Path, overrides: list[str], current_dir: Pa
     return max(found, key=lambda p: p.stat().st_mtime)
 
 
+RESUME_MODES = (True, False, "auto")
+
+
 def resume_checkpoint(cfg: DictConfig, overrides: list[str]) -> str | None:
-    """``cfg.ckpt_path`` if given, else with ``cfg.resume`` the checkpoint ``find_resume_checkpoint`` picks."""
+    """``cfg.ckpt_path`` if given; else for ``resume=true`` the checkpoint ``find_resume_checkpoint``
+    picks, for ``resume=auto`` ``<output_dir>/checkpoints/last.ckpt`` where it exists."""
+    resume = cfg.get("resume", False)  # one of RESUME_MODES (``lpc.build.build`` checks)
     if cfg.get("ckpt_path"):
         return str(cfg.ckpt_path)
-    if not cfg.get("resume"):
+    if resume == "auto":
+        own = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+        return str(own) if own.is_file() else None
+    if not resume:
         return None
     task_dir = Path(cfg.paths.log_dir) / cfg.task_name
     return str(find_resume_checkpoint(task_dir, overrides, Path(cfg.paths.output_dir)))
+
+
+def keep_csv_history(output_dir: Path) -> Path | None:
+    """Before a run continues in its own folder: move ``csv/metrics.csv`` (the rows logged before
+    the interruption, which the CSV logger would overwrite) to the next free ``csv/metrics.part<k>.csv``.
+    Returns the new path, or None when there was none."""
+    current = output_dir / "csv" / "metrics.csv"
+    if not current.is_file():
+        return None
+    k = 0
+    while (part := current.with_name(f"metrics.part{k}.csv")).exists():
+        k += 1
+    current.rename(part)
+    return part

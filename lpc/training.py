@@ -20,7 +20,7 @@ from lpc.build import build, instantiate_checked, instantiate_dict
 from lpc.callbacks.evaluation import PeriodicEvaluation
 from lpc.checkpoints import check_resumable
 from lpc.errors import ConfigError, DivergenceError
-from lpc.resume import resume_checkpoint
+from lpc.resume import keep_csv_history, resume_checkpoint
 
 log = logging.getLogger(__name__)
 WANDB_TARGETS = ("lpc.loggers.wandb_logger", "lightning.pytorch.loggers.WandbLogger")
@@ -118,6 +118,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
         log.info("continuing from %s (step %d)", ckpt_path, ckpt.get("global_step", 0))
         cfg.ckpt_path = ckpt_path  # the run's saved config says where it came from
         del ckpt
+        in_place = Path(ckpt_path).resolve().is_relative_to(Path(cfg.paths.output_dir).resolve())
+        if in_place and os.environ.get("LOCAL_RANK", "0") == "0":  # a DDP child starts the script again
+            kept = keep_csv_history(Path(cfg.paths.output_dir))  # continuing in its own folder (resume=auto)
+            if kept:
+                log.info("the rows logged before the interruption are kept in %s", kept)
     callbacks = instantiate_dict(cfg.get("callbacks"), "callbacks")
     loggers = instantiate_dict(cfg.get("logger"), "logger")
     trainer: L.Trainer = instantiate_checked(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)

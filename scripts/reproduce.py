@@ -189,25 +189,28 @@ def collect_runs(runs_dir: Path) -> list[dict]:
 
 
 def read_curves(csv_file: Path, final: dict | None) -> list[dict]:
-    """(step, decoder evaluations, seconds, log-likelihood bound, FD) at every evaluation of a run.
+    """(step, decoder evaluations, seconds, log-likelihood bound, FD) at every evaluation of a run,
+    over the rows logged before each interruption too (``csv/metrics.part<k>.csv``, resume=auto).
     Gradient evaluations are step x the run's decoder evaluations per update, seconds step x its
     median update time (from the logged cost/ metrics, else the final ones)."""
-    if not csv_file.exists():
+    parts = sorted(csv_file.parent.glob("metrics.part*.csv"), key=lambda p: int(p.stem.removeprefix("metrics.part")))
+    if not csv_file.exists() and not parts:
         return []
-    rows = list(csv.DictReader(csv_file.open()))
+    rows = [row for part in [*parts, csv_file] if part.exists() for row in csv.DictReader(part.open())]
     final = final or {}
     step_ms = [float(r["cost/step_ms"]) for r in rows if r.get("cost/step_ms")] or [final.get("cost/step_ms", math.nan)]
     evals = [float(r["cost/decoder_evals"]) for r in rows if r.get("cost/decoder_evals")] or [final.get("cost/decoder_evals", math.nan)]
     ms = statistics.median(step_ms)
     per_step = evals[-1]
-    curve = []
+    by_step: dict[int, dict[str, float]] = {}  # a step's evaluation, also one logged again after a resume, counts once
     for r in rows:
         values = {k: float(v) for k, v in r.items() if k.startswith("eval/") and v not in ("", None)}
         if values:
-            s = summarise(values)
-            step = int(r["step"]) + 1
-            curve.append({"step": step, "decoder_evals": step * per_step, "seconds": step * ms / 1e3,
-                          CURVE: s[CURVE], "fd": s["fd"]})
+            by_step.setdefault(int(r["step"]), {}).update(values)  # eval/ rows are logged at the updates done so far
+    curve = []
+    for step in sorted(by_step):
+        s = summarise(by_step[step])
+        curve.append({"step": step, "decoder_evals": step * per_step, "seconds": step * ms / 1e3, CURVE: s[CURVE], "fd": s["fd"]})
     return curve
 
 
@@ -356,7 +359,8 @@ def commands(name: str, scale: str, extra: list[str], out: Path) -> list[list[st
     settings = {"tiny": TINY, "small": [], "paper": PAPER}[scale]
     grid = [f"{k}={v}" for k, v in TINY_GRIDS[name].items()] if scale == "tiny" else []  # the command line wins over the sweeper's params
     experiment = EXPERIMENTS[name]
-    settings = [*settings, "skip_finished=true"]  # a re-launched grid runs only the jobs that did not finish
+    # a re-launched grid runs only the jobs that did not finish, each interrupted one from its last checkpoint
+    settings = [*settings, "skip_finished=true", "resume=auto"]
     if experiment.methods:  # one study per method, each with the same budget
         return [[*TRAIN, "-m", f"experiment={name}", f"method={m}", *settings, *grid, *extra,
                  f"hydra.sweep.dir={out / 'runs' / m}"] for m in study_methods(experiment, scale)]

@@ -58,6 +58,7 @@ BAD_CONFIGS = [
     (["likelihood=gaussian_learned", "likelihood.min_sigma=0"], "likelihood.min_sigma must be > 0, got 0"),
     (["trainer.precision=16-mixed"], "trainer.precision=16-mixed is not supported"),
     (["+logger.wandb.ofline=true"], "unknown key logger.wandb.ofline (did you mean offline?)"),
+    (["resume=sometimes"], "resume='sometimes': expected true, false or auto"),
 ]
 
 

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, SHARED_MNIST_T10K
+from test_dashboards import load_script
 from wandb_records import history_keys
 
 EXPERIMENTS = ["lpc_vs_vae", "warmstart_objectives", "step_size_robustness", "ula_vs_mala", "tuned"]
@@ -119,3 +120,19 @@ def test_the_hierarchical_report_runs_and_completes_every_run(tmp_path):
     assert len(list(tmp_path.glob("runs/*/completion/images/complete_half.png"))) == 2
     assert {"completions.png", "samples.png"} <= {p.name for p in tmp_path.glob("*.png")}
     assert "| mse_half |" in (tmp_path / "report.md").read_text()
+
+
+def test_a_relaunched_grid_continues_an_interrupted_job_from_its_checkpoint(tmp_path):
+    """reproduce.py passes resume=auto: a job with a checkpoint but no metrics.json (killed after its
+    step-3 checkpoint) continues from it to the end; its curves keep the rows logged before."""
+    reproduce("warmstart_objectives", tmp_path, "--", "method=lpc", "trainer.max_steps=3")
+    job = tmp_path / "runs" / "0"
+    assert json.loads((job / "metrics.json").read_text())["global_step"] == 3
+    (job / "metrics.json").unlink()  # interrupted after its last checkpoint
+    report = reproduce("warmstart_objectives", tmp_path, "--", "method=lpc")
+    final = json.loads((job / "metrics.json").read_text())
+    assert final["global_step"] == 6 and "continuing from" in (job / "warmstart_objectives.log").read_text()
+    assert (job / "csv" / "metrics.part0.csv").exists()
+    assert report["table"][0]["failed"] == 0
+    curves = load_script("reproduce").read_curves(job / "csv" / "metrics.csv", final)
+    assert [point["step"] for point in curves] == [3, 6]  # one evaluation before the interruption, one after
