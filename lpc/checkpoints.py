@@ -75,8 +75,9 @@ def check_state_dict(model: nn.Module, ckpt: dict[str, Any], path: str | os.Path
         saved = ckpt["hyper_parameters"]
         raise CheckpointError(
             f"ckpt_path={path} does not fit this model ({details}). It was trained with model={saved['model'].get('_target_')}, "
-            f"decoder={saved.get('decoder', {}).get('_target_')}, latent_dim={saved.get('latent_dim')}: use the same "
-            f"model, networks and latent_dim to resume it"
+            f"decoder={saved.get('decoder', {}).get('_target_')}, latent_dim={saved.get('latent_dim')}, prior.sizes="
+            f"{saved.get('prior', {}).get('sizes', [saved.get('latent_dim')])}: use the same model, networks, latent_dim "
+            f"and prior to resume it"
         )
 
 

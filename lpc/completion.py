@@ -78,7 +78,7 @@ class MaskedEnergy(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor, z: Tensor) -> Tensor:
         out = self.energy.decode(z)  # (N, C, H, W)
-        log_lik = self.energy.likelihood.elementwise_log_prob(x, out) * mask  # (N, C, H, W)
+        log_lik = torch.where(mask, self.energy.likelihood.elementwise_log_prob(x, out), 0.0)  # (N, C, H, W)
         return -sum_per_example(log_lik) - self.energy.prior.log_prob(z)
 
 

@@ -94,6 +94,7 @@ class GaussianHierarchy(nn.Module):
             total = total + diagonal_normal_log_prob(below, g(above), log_sigma)
         return total
 
+    @torch.no_grad()
     def sample(self, n: int, device: torch.device | str | None = None, dtype: torch.dtype | None = None,
                scale: float = 1.0) -> Tensor:
         """n ancestral draws (n, D): z_L = scale eps_L, z_l = g_l(z_{l+1}) + scale sigma_l eps_l.

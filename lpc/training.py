@@ -13,6 +13,7 @@ import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 import lpc.resolvers  # noqa: F401 - the configs' ${lpc.*:} resolvers
@@ -119,7 +120,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         cfg.ckpt_path = ckpt_path  # the run's saved config says where it came from
         del ckpt
         in_place = Path(ckpt_path).resolve().is_relative_to(Path(cfg.paths.output_dir).resolve())
-        if in_place and os.environ.get("LOCAL_RANK", "0") == "0":  # a DDP child starts the script again
+        if in_place and rank_zero_only.rank == 0:  # every rank (DDP child, SLURM task) starts the script
             kept = keep_csv_history(Path(cfg.paths.output_dir))  # continuing in its own folder (resume=auto)
             if kept:
                 log.info("the rows logged before the interruption are kept in %s", kept)
@@ -136,6 +137,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
         if trainer.limit_val_batches and model.validated_at != trainer.global_step:
             trainer.validate(model, datamodule=datamodule, verbose=False)  # final val/ metrics
             metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
+        for callback in callbacks:
+            if isinstance(callback, PeriodicEvaluation):
+                callback.run_missed_final(trainer, model)
+        metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     finally:
         finish_wandb(loggers)
 

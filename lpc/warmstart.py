@@ -117,8 +117,8 @@ class PriorInit(nn.Module):
 
 class PersistentInit(PriorInit):
     """Persistent chains (``warmstart=persistent``): a buffer holds each training example's last
-    latent, indexed by its position in the training set; its next chain starts there, and from
-    scale * eps on its first visit (and for validation, which passes no index). The buffer is the
+    latent, indexed by its position in the training set; its next chain starts there, and from a
+    prior draw (``PriorInit.draw``) on its first visit (and for validation, which passes no index). The buffer is the
     module's extra state, so it is saved in and restored from checkpoints; under DDP every rank
     holds all of it (``store`` gathers the ranks' rows). One chain per example."""
 

@@ -169,13 +169,13 @@ def collect_runs(runs_dir: Path) -> list[dict]:
     jobs = sorted({p.parent.parent for p in runs_dir.rglob(".hydra/overrides.yaml")}, key=sweep_order)
     runs = []
     for job in jobs:
-        metrics_file, completion, long_ais = (job / "metrics.json", job / "completion" / "metrics.json",
-                                              job / "ais_long" / "metrics.json")
+        metrics_file, completion = job / "metrics.json", job / "completion" / "metrics.json"
         metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else None
         if metrics and completion.exists():  # scripts/complete.py on the run's checkpoint
             metrics = {**metrics, **json.loads(completion.read_text())["metrics"]}
-        if metrics and long_ais.exists():  # --long-ais: scripts/evaluate.py on the run's checkpoint
-            metrics = {**metrics, **{f"long/{k}": v for k, v in json.loads(long_ais.read_text())["metrics"].items()}}
+        long_ais = sorted(job.glob("ais_long_*/metrics.json"), key=lambda p: int(p.parent.name.rsplit("_", 1)[1]))
+        if metrics and long_ais:  # --long-ais K (the longest there is): scripts/evaluate.py on the run's checkpoint
+            metrics = {**metrics, **{f"long/{k}": v for k, v in json.loads(long_ais[-1].read_text())["metrics"].items()}}
         grids = sorted((job / "images").glob("samples_step*.png"))
         runs.append({
             "job": str(job.relative_to(runs_dir)),
@@ -193,7 +193,8 @@ def read_curves(csv_file: Path, final: dict | None) -> list[dict]:
     over the rows logged before each interruption too (``csv/metrics.part<k>.csv``, resume=auto).
     Gradient evaluations are step x the run's decoder evaluations per update, seconds step x its
     median update time (from the logged cost/ metrics, else the final ones)."""
-    parts = sorted(csv_file.parent.glob("metrics.part*.csv"), key=lambda p: int(p.stem.removeprefix("metrics.part")))
+    parts = sorted((p for p in csv_file.parent.glob("metrics.part*.csv") if p.stem.removeprefix("metrics.part").isdigit()),
+                   key=lambda p: int(p.stem.removeprefix("metrics.part")))
     if not csv_file.exists() and not parts:
         return []
     rows = [row for part in [*parts, csv_file] if part.exists() for row in csv.DictReader(part.open())]
@@ -382,11 +383,18 @@ def run(cmds: list[list[str]], out: Path) -> None:
             raise SystemExit(f"the multirun failed (exit {proc.returncode}); its log: {out / 'train.log'}")
 
 
-def for_each_finished_job(out: Path, sub: str, command: Callable[[Path], list[str] | None], log_name: str) -> None:
+def finished_jobs(out: Path) -> list[Path]:
+    """Every job folder of the grid (``.hydra/overrides.yaml``, also nested, e.g. tuned's studies) with a metrics.json."""
+    return sorted(p.parent.parent for p in (out / "runs").rglob(".hydra/overrides.yaml") if (p.parent.parent / "metrics.json").exists())
+
+
+def for_each_finished_job(out: Path, sub: str, command: Callable[[Path], list[str] | None], log_name: str) -> list[str]:
     """Run ``command(job)`` (a script's arguments; None skips the job) for every finished job of the
-    grid that has no <job>/<sub>/metrics.json yet, writing into <job>/<sub>/: a relaunch runs only the rest."""
+    grid that has no <job>/<sub>/metrics.json yet, writing into <job>/<sub>/: a relaunch runs only the
+    rest. A job on which it fails is reported and left out (its cells stay empty); returns those."""
     env = {**os.environ, "LPC_ROOT": str(ROOT), "WANDB_SILENT": "true"}
-    for job in sorted({p.parent for p in (out / "runs").rglob("metrics.json") if p.parent.parent == out / "runs"}):
+    failed = []
+    for job in finished_jobs(out):
         args = command(job)
         if args is None or (job / sub / "metrics.json").exists() or not (job / "checkpoints" / "last.ckpt").exists():
             continue
@@ -395,33 +403,42 @@ def for_each_finished_job(out: Path, sub: str, command: Callable[[Path], list[st
         with (out / log_name).open("a") as log:
             proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         if proc.returncode != 0:
-            raise SystemExit(f"{shlex.join(cmd[1:2])} failed on {job} (exit {proc.returncode}); its log: {out / log_name}")
+            failed.append(f"{Path(cmd[1]).name} failed on {job} (exit {proc.returncode}); its log: {out / log_name}")
+            print(failed[-1], flush=True)
+    return failed
 
 
-def complete_runs(experiment: Experiment, scale: str, out: Path) -> None:
+def complete_runs(experiment: Experiment, scale: str, out: Path) -> list[str]:
     """scripts/complete.py on the last checkpoint of every finished run, into <job>/completion/ (the data are the run's own)."""
     masks = f"mask=[{','.join(experiment.completions)}]"
-    for_each_finished_job(out, "completion", lambda job: [*COMPLETE, f"ckpt_path={job / 'checkpoints' / 'last.ckpt'}", masks,
-                                                          *COMPLETION[scale]], "complete.log")
+    return for_each_finished_job(out, "completion", lambda job: [*COMPLETE, f"ckpt_path={job / 'checkpoints' / 'last.ckpt'}",
+                                                                 masks, *COMPLETION[scale]], "complete.log")
 
 
-def long_ais_runs(num_distributions: int, where: list[str], out: Path) -> None:
+def encoder_free(job: Path) -> bool:
+    """Whether the job's method is LPC or PC without an encoder (its saved config: no amortised warm-start)."""
+    cfg = yaml.safe_load((job / ".hydra" / "config.yaml").read_text())
+    return cfg["model"]["_target_"].endswith("LangevinPC") and not cfg["warmstart"]["_target_"].endswith("AmortisedInit")
+
+
+def long_ais_runs(num_distributions: int, where: list[str], out: Path) -> list[str]:
     """AIS from the prior at K = ``num_distributions`` (with the K/2 check and BDMC on 25 simulated
     images) on the checkpoint of every finished encoder-free run whose overrides include every
-    ``key=value`` of ``where``, into <job>/ais_long/: the check that the grid's own AIS (K = 1,000
-    from the prior) has converged where no encoder gives a better start."""
+    ``key=value`` of ``where``, into <job>/ais_long_<K>/: the check that the grid's own AIS (from the
+    prior, at the experiment's K) has converged where no encoder gives a better start."""
+    if any("=" not in item for item in where):
+        raise SystemExit(f"--long-ais-where takes key=value items, got {where}")
     wanted = dict(item.split("=", 1) for item in where)
 
     def command(job: Path) -> list[str] | None:
-        metrics = json.loads((job / "metrics.json").read_text())
         overrides = read_overrides(job)
-        if "eval/ais_encoder" in metrics or any(overrides.get(k) != v for k, v in wanted.items()):
+        if not encoder_free(job) or any(overrides.get(k) != v for k, v in wanted.items()):
             return None
         return [*EVALUATE, f"ckpt_path={job / 'checkpoints' / 'last.ckpt'}", "eval=ais", "eval.fid.enabled=false",
                 f"eval.ais.num_distributions={num_distributions}", f"eval.ais.check_distributions=[{num_distributions // 2}]",
                 "eval.ais.starts=[prior]", "eval.ais.bdmc_examples=25", "eval.ais.progress=false", "logger=csv"]
 
-    for_each_finished_job(out, "ais_long", command, "ais_long.log")
+    return for_each_finished_job(out, f"ais_long_{num_distributions}", command, "ais_long.log")
 
 
 def plot_completions(runs: list[dict], experiment: Experiment, out: Path) -> list[Path]:
@@ -541,15 +558,18 @@ def main() -> None:
     cmds = commands(args.name, args.scale, extra, out)
     if not args.report_only:
         run(cmds, out)
-        if EXPERIMENTS[args.name].completions:
-            complete_runs(EXPERIMENTS[args.name], args.scale, out)
-        if args.long_ais:
-            long_ais_runs(args.long_ais, args.long_ais_where, out)
+    failed = []
+    if not args.report_only and EXPERIMENTS[args.name].completions:
+        failed += complete_runs(EXPERIMENTS[args.name], args.scale, out)
+    if not args.report_only and args.long_ais:
+        failed += long_ais_runs(args.long_ais, args.long_ais_where, out)
     flags = [*(["--long-ais", str(args.long_ais)] if args.long_ais else []),
              *(["--long-ais-where", *args.long_ais_where] if args.long_ais_where else [])]
     write_report(args.name, args.scale, cmds, extra, out, args.wandb, flags)
     print((out / "report.md").read_text())
     print(f"report written to {out / 'report.md'}")
+    if failed:
+        raise SystemExit("left out of the report (relaunch to retry them):\n" + "\n".join(failed))
 
 
 if __name__ == "__main__":

@@ -102,7 +102,7 @@ def test_a_relaunched_grid_runs_only_the_jobs_that_did_not_finish(tmp_path):
     # --long-ais: the encoder-free run (LPC) evaluated again by AIS from the prior at K = 8 and 4, the VAE not
     rows = {row["group"]: row for row in report["table"]}
     assert rows["method=lpc"]["ais_long"] is not None and rows["method=lpc"]["ais_long_check"] is not None
-    assert rows["method=vae"]["ais_long"] is None and not (tmp_path / "runs" / "1" / "ais_long").exists()
+    assert rows["method=vae"]["ais_long"] is None and not (tmp_path / "runs" / "1" / "ais_long_8").exists()
     assert "--long-ais 8" in report["commands"][0] and "| ais_long |" in (tmp_path / "report.md").read_text()
     assert "skip_finished=true: " in (tmp_path / "runs" / "1" / "lpc_vs_vae.log").read_text()
     assert [row["runs"] for row in report["table"]] == [1, 1]
@@ -136,3 +136,10 @@ def test_a_relaunched_grid_continues_an_interrupted_job_from_its_checkpoint(tmp_
     assert report["table"][0]["failed"] == 0
     curves = load_script("reproduce").read_curves(job / "csv" / "metrics.csv", final)
     assert [point["step"] for point in curves] == [3, 6]  # one evaluation before the interruption, one after
+    # killed during the final evaluation (after the last checkpoint): the relaunch restores the last
+    # step, where Lightning runs no training, and still evaluates, as the uninterrupted run did
+    (job / "metrics.json").unlink()
+    reproduce("warmstart_objectives", tmp_path, "--", "method=lpc")
+    again = json.loads((job / "metrics.json").read_text())
+    assert again["global_step"] == 6
+    assert {k: again[k] for k in final if k.startswith("eval/")} == {k: v for k, v in final.items() if k.startswith("eval/")}

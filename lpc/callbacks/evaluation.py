@@ -32,6 +32,7 @@ class PeriodicEvaluation(L.Callback):
         self.every_n_epochs = every_n_epochs
         self.at_end = at_end
         self.last_step = -1
+        self.final_step = -1  # the step of the last final evaluation (``on_train_end``)
         self.estimators: dict[str, str] = {}  # the last evaluation's: eval/log_likelihood -> the estimate it is
 
     def setup(self, trainer: L.Trainer, pl_module: GenerativeModule, stage: str) -> None:
@@ -51,6 +52,15 @@ class PeriodicEvaluation(L.Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: GenerativeModule) -> None:
         if self.at_end:
             self.run(trainer, pl_module, final=True)
+            self.final_step = trainer.global_step
+
+    def run_missed_final(self, trainer: L.Trainer, pl_module: GenerativeModule) -> None:
+        """The final evaluation, if ``on_train_end`` did not run it at this step: a run restored at
+        its last step (killed during the final evaluation, then continued with resume=auto) skips
+        Lightning's fit loop and with it ``on_train_end``."""
+        if self.at_end and self.final_step != trainer.global_step:
+            self.run(trainer, pl_module.to(trainer.strategy.root_device), final=True)
+            self.final_step = trainer.global_step
 
     def run(self, trainer: L.Trainer, pl_module: GenerativeModule, final: bool = False) -> EvalResult | None:
         """Evaluate at this step (once per step; ``final``: the evaluation at the end of training,
