@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from lpc.methods.base import GenerativeModule, repeat_batch
 from lpc.metrics.ais import AIS
 from lpc.metrics.elbo import bits_per_dim, importance_log_weights, iwae_bound
-from lpc.samplers.annealing import DiagonalGaussian, SampledDensity, StartDensity
+from lpc.samplers.annealing import DiagonalGaussian, StartDensity
 from lpc.errors import ConfigError
 from lpc.metrics.features import ClassifierFeatures, FeaturesUnavailableError, InceptionFeatures
 from lpc.metrics.frechet import frechet_distance
@@ -271,12 +271,8 @@ class Evaluator:
     def start_density(self, model: GenerativeModule, x: Tensor, name: str) -> StartDensity:
         """p_0 over the ``chains`` x B rows: the prior (N(0, I), or a hierarchy drawn ancestrally)
         or the method's q(z | x)."""
-        rows = self.ais.chains * len(x)
-        if name == "prior" and model.prior.num_layers == 1:
-            zeros = torch.zeros(rows, model.latent_dim, device=x.device)
-            return DiagonalGaussian(zeros, zeros)
         if name == "prior":
-            return SampledDensity(lambda: model.prior.sample(rows, x.device), model.prior.log_prob)
+            return model.prior.start_density(self.ais.chains * len(x), x.device)
         mean, log_std = model.amortised_encoder(x)
         return DiagonalGaussian(repeat_batch(mean, self.ais.chains), repeat_batch(log_std, self.ais.chains))
 

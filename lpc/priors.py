@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from lpc.gaussian import diagonal_normal_log_prob, kl_to_standard_normal, standard_normal_log_prob
 from lpc.networks.layers import activation
 from lpc.networks.mlp import mlp
+from lpc.samplers.annealing import DiagonalGaussian, SampledDensity, StartDensity
 
 
 def prediction(sizes: Sequence[int], act: str) -> nn.Sequential:
@@ -115,3 +116,11 @@ class GaussianHierarchy(nn.Module):
         if self.num_layers == 1:
             return kl_to_standard_normal(mean, log_std)
         return diagonal_normal_log_prob(z, mean, log_std) - self.log_prob(z)
+
+    def start_density(self, rows: int, device: torch.device | str | None = None) -> StartDensity:
+        """p(z) over ``rows`` rows as the start of annealed importance sampling: N(0, I) in closed form
+        for one layer, else ancestral draws with ``log_prob`` (its gradient by autograd)."""
+        if self.num_layers == 1:
+            zeros = torch.zeros(rows, self.state_dim, device=device)
+            return DiagonalGaussian(zeros, zeros)
+        return SampledDensity(lambda: self.sample(rows, device), self.log_prob)

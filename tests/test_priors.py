@@ -156,6 +156,7 @@ def test_ais_from_the_ancestral_prior_reaches_the_exact_marginal_and_bdmc_bracke
     truth = torch.distributions.MultivariateNormal(mean[d:], cov[d:, d:]).log_prob(sims.flatten(1))
     rows = sims.repeat(chains, 1, 1, 1)  # chain-major, as the evaluation tiles them
     start = SampledDensity(lambda: energy.prior.sample(chains * examples, dtype=torch.float64), energy.prior.log_prob)
+    assert isinstance(energy.prior.start_density(4), SampledDensity)  # what the evaluation starts AIS from
     gaps = []
     for length in (50, 500):
         ais = AIS(num_distributions=length, chains=chains, num_leapfrog=2, step_size=0.1)
