@@ -68,7 +68,7 @@ class MaskedEnergy(nn.Module):
     """E_m(x, z) = -sum_i m_i log p(x_i | z) - log p(z): the energy of p(z | x_obs).
 
     x: (N, C, H, W), mask: bool (N, C, H, W), z: (N, D) -> (N,). The missing pixels of x are never
-    read (their log-probabilities are multiplied by 0; x must be finite there, e.g. ``paste``'d).
+    read (their log-probabilities are replaced by 0, whatever x holds there).
     Arguments in ``ChainSampler.run``'s order: ``sampler.run(masked, z0, x, mask)``.
     """
 
