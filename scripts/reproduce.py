@@ -2,14 +2,17 @@
 
     python scripts/reproduce.py lpc_vs_vae                      # --scale small: MLPs on the digits, CPU
     python scripts/reproduce.py step_size_robustness --scale tiny
+    python scripts/reproduce.py lpc_vs_vae --scale medium                   # CIFAR-10, conv nets, 3 seeds, CPU
     python scripts/reproduce.py lpc_vs_vae --scale paper -- hydra/launcher=slurm hydra.launcher.partition=gpu
     python scripts/reproduce.py warmstart_objectives --report-only outputs/reproduce/warmstart_objectives/small
 
 Experiments (configs/experiment/<name>.yaml holds each grid): lpc_vs_vae, warmstart_objectives,
-step_size_robustness, ula_vs_mala, tuned, hierarchical (MNIST's test split: ``-- data.root=<folder>``). Scales: ``tiny`` (the pipeline's test: minutes on 2 CPU
-cores), ``small`` (the experiment as configured: a real result on a CPU machine in about an hour),
-``paper`` (CIFAR-10 with the paper's networks; for a GPU). Arguments after ``--`` go to train.py
-(any launcher, any override).
+step_size_robustness, ula_vs_mala, tuned, hierarchical (MNIST's test split: ``-- data.root=<folder>``).
+Scales: ``tiny`` (the pipeline's test: minutes on 2 CPU cores), ``small`` (the experiment as configured:
+a real result on a CPU machine in about an hour), ``medium`` (CIFAR-10 with the paper's conv networks
+and likelihood, cut to a CPU: MEDIUM below; lpc_vs_vae runs 4 methods x 3 seeds), ``medium_mnist``
+(MNIST's test split with MLPs; lpc_vs_vae: 5 methods x 3 seeds), ``paper`` (CIFAR-10 with the paper's
+networks; for a GPU). Arguments after ``--`` go to train.py (any launcher, any override).
 
 Writes <out> (default outputs/reproduce/<name>/<scale>/): runs/ (one folder per job), report.md,
 report.json (every run's metrics and the tables), and PNG figures. With --wandb the figures and
@@ -57,6 +60,21 @@ TINY = ["trainer.max_steps=6", "trainer.val_check_interval=3", "num_steps=4", "b
         "trainer.limit_val_batches=2", "logger=csv", "trainer.enable_progress_bar=false",
         "eval.ais.num_distributions=6", "eval.ais.chains=2", "eval.ais.bdmc_examples=4",
         "eval.ais.check_distributions=[3]"]
+# --scale medium: CIFAR-10 with the paper's networks (higgins32, full width) and likelihood, cut to what 2 CPU cores
+# finish: latent 32, T = 20 (burn-in 10) for every chain, 1,500 iterations; AIS on 50 test images with 4 chains
+# at K = 500 (the K = 250 check, BDMC on 10 simulated images). Measured at 1 CPU thread (2026-12-01): an LPC update
+# 640 ms, AIS 0.4 ms per chain, distribution and leapfrog step (x2 passes), so about 20 minutes of training and 5 of
+# AIS per encoder-free LPC run (docs/results/lpc_vs_vae_cifar10_medium has the run's own figures).
+MEDIUM = ["data=folder", "data.root=../shared/data/cifar10/cifar10_jpeg.zip", "decoder=higgins32", "encoder=higgins32",
+          "latent_dim=32", "num_steps=20", "burn_in=10", "trainer.max_steps=1500", "trainer.val_check_interval=300",
+          "trainer.limit_val_batches=10", "callbacks.image_grids.every_n_steps=1500", "eval.fid.num_samples=2000",
+          "eval.likelihood.num_examples=50", "eval.ais.chains=4", "eval.ais.num_distributions=500",
+          "eval.ais.check_distributions=[250]", "eval.ais.bdmc_examples=10"]
+# --scale medium_mnist: the small scale's networks and settings on MNIST's test split (9,000 / 1,000 images; T = 50,
+# 1,500 iterations, AIS on 100 test images at K = 1,000 with 16 chains, BDMC on 25): about 8 minutes of training
+# per encoder-free LPC run at 1 CPU thread (318 ms an update) and 2 s of AIS per image and start.
+MEDIUM_MNIST = ["data=mnist_t10k", "data.root=../shared/data/mnist-t10k", "eval.fid.num_samples=1000",
+                "eval.ais.bdmc_examples=25"]
 PAPER = ["data=folder", "data.root=../shared/data/cifar10/cifar10_jpeg.zip", "decoder=higgins32", "encoder=higgins32",
          "latent_dim=64", "trainer.max_steps=50000", "trainer.val_check_interval=5000", "trainer=gpu"]
 # the grid each experiment keeps at --scale tiny (a few cells of each axis, one seed)
@@ -68,6 +86,13 @@ TINY_GRIDS = {
     "tuned": {"hydra.sweeper.n_trials": "2"},
     "hierarchical": {"method": "lpc,vae", "prior.sizes": "[128],[20,128,128]", "seed": "0"},
 }
+# the grid each experiment runs at the medium scales (where it differs from the experiment's own)
+MEDIUM_GRIDS = {
+    "medium": {"lpc_vs_vae": {"seed": "0,1,2", "method": "lpc,lpc_jeffreys,vae,pc"}},
+    "medium_mnist": {"lpc_vs_vae": {"seed": "0,1,2", "method": "lpc,lpc_jeffreys,vae,pc,iwae"}},
+}
+SCALES = {"tiny": TINY, "small": [], "medium": MEDIUM, "medium_mnist": MEDIUM_MNIST, "paper": PAPER}
+GRIDS = {"tiny": TINY_GRIDS, **MEDIUM_GRIDS}
 TINY_METHODS = ["lpc", "vae"]  # tuned at --scale tiny: two studies
 
 
@@ -119,6 +144,7 @@ LABELS = {
 }
 # scripts/complete.py's settings per scale (the test images it completes, the draws per image)
 COMPLETION = {"tiny": ["num_images=8", "num_draws=2", "grid_images=4"], "small": ["num_images=200", "num_draws=4"],
+              "medium": ["num_images=200", "num_draws=4"], "medium_mnist": ["num_images=200", "num_draws=4"],
               "paper": ["num_images=1000", "num_draws=4"]}
 CURVE = "iwae"  # the likelihood the curves show: every evaluation has it (AIS may run at the end only)
 
@@ -356,16 +382,27 @@ def plot_samples(runs: list[dict], experiment: Experiment, out: Path) -> list[Pa
 
 
 def commands(name: str, scale: str, extra: list[str], out: Path) -> list[list[str]]:
-    """The train.py multiruns that make up the experiment."""
-    settings = {"tiny": TINY, "small": [], "paper": PAPER}[scale]
-    grid = [f"{k}={v}" for k, v in TINY_GRIDS[name].items()] if scale == "tiny" else []  # the command line wins over the sweeper's params
+    """The train.py multiruns that make up the experiment. At the medium scales one multirun per seed
+    (runs/seed<s>/, the seeds of the command line's ``seed=`` if it has one): a grid stopped midway
+    holds whole seeds of every method, and the seeds' multiruns can run side by side."""
+    settings = SCALES[scale]
+    grid = dict(GRIDS.get(scale, {}).get(name, {}))  # the command line wins over the sweeper's params
     experiment = EXPERIMENTS[name]
     # a re-launched grid runs only the jobs that did not finish, each interrupted one from its last checkpoint
-    settings = [*settings, "skip_finished=true", "resume=auto"]
+    base = [*TRAIN, "-m", f"experiment={name}", *settings, "skip_finished=true", "resume=auto"]
     if experiment.methods:  # one study per method, each with the same budget
-        return [[*TRAIN, "-m", f"experiment={name}", f"method={m}", *settings, *grid, *extra,
-                 f"hydra.sweep.dir={out / 'runs' / m}"] for m in study_methods(experiment, scale)]
-    return [[*TRAIN, "-m", f"experiment={name}", *settings, *grid, *extra, f"hydra.sweep.dir={out / 'runs'}"]]
+        return [[*base[:4], f"method={m}", *base[4:], *overrides(grid), *extra, f"hydra.sweep.dir={out / 'runs' / m}"]
+                for m in study_methods(experiment, scale)]
+    if scale in MEDIUM_GRIDS and "seed" in grid:
+        seeds = [o.split("=", 1)[1] for o in [f"seed={grid.pop('seed')}", *extra] if o.startswith("seed=")][-1]
+        extra = [o for o in extra if not o.startswith("seed=")]
+        return [[*base, *overrides(grid), f"seed={s}", *extra, f"hydra.sweep.dir={out / 'runs' / f'seed{s}'}"]
+                for s in seeds.split(",")]
+    return [[*base, *overrides(grid), *extra, f"hydra.sweep.dir={out / 'runs'}"]]
+
+
+def overrides(grid: dict[str, str]) -> list[str]:
+    return [f"{k}={v}" for k, v in grid.items()]
 
 
 def study_methods(experiment: Experiment, scale: str) -> list[str]:
@@ -543,7 +580,7 @@ def log_to_wandb(project: str, name: str, scale: str, out: Path, rows: list[dict
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("name", choices=sorted(EXPERIMENTS))
-    parser.add_argument("--scale", choices=["tiny", "small", "paper"], default="small")
+    parser.add_argument("--scale", choices=list(SCALES), default="small")
     parser.add_argument("--out", type=Path, help="report folder (default outputs/reproduce/<name>/<scale>)")
     parser.add_argument("--report-only", action="store_true", help="rewrite the report from the runs already in --out")
     parser.add_argument("--wandb", metavar="PROJECT", help="also log the figures and tables to this W&B project")
