@@ -24,4 +24,4 @@ def machine() -> str:
     """CPU architecture and cores, the GPU if any, torch's version and its threads."""
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return (f"{platform.machine()}, {os.cpu_count()} CPU cores, {device}; torch {torch.__version__}, "
-            f"{torch.get_num_threads()} threads")
+            f"{torch.get_num_threads()} thread{'' if torch.get_num_threads() == 1 else 's'}")

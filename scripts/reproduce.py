@@ -142,6 +142,9 @@ LABELS = {
     "mse_centre": "completion: the same, a centre square missing",
     "mse_random": "completion: the same, half the pixels missing at random",
 }
+# the figures' axis labels (the table's legend, LABELS, says more)
+AXES = {"log_likelihood": "log p(x) (nats)", "iwae": "IWAE bound on log p(x) (nats)", "fd": "Frechet distance of samples",
+        "accept_rate": "acceptance rate", "diverged_frac": "share of diverged chains (val)"}
 # scripts/complete.py's settings per scale (the test images it completes, the draws per image)
 COMPLETION = {"tiny": ["num_images=8", "num_draws=2", "grid_images=4"], "small": ["num_images=200", "num_draws=4"],
               "medium": ["num_images=200", "num_draws=4"], "medium_mnist": ["num_images=200", "num_draws=4"],
@@ -210,8 +213,16 @@ def collect_runs(runs_dir: Path) -> list[dict]:
             "summary": summarise(metrics) if metrics else None,
             "curves": read_curves(job / "csv" / "metrics.csv", metrics),
             "samples": str(grids[-1]) if grids else None,
+            "error": None if metrics else failure(job),
         })
     return runs
+
+
+def failure(job: Path) -> str:
+    """Why a job has no metrics.json: the last error its log names (e.g. a DivergenceError), else that it did not finish."""
+    errors = [line.split("[ERROR] - ", 1)[1].strip() for log in sorted(job.glob("*.log"))
+              for line in log.read_text(errors="replace").splitlines() if "[ERROR] - " in line]
+    return errors[-1] if errors else "no metrics.json: interrupted or still running (a relaunch continues it)"
 
 
 def read_curves(csv_file: Path, final: dict | None) -> list[dict]:
@@ -275,9 +286,22 @@ def line_name(row: dict, experiment: Experiment) -> str:
     return " ".join(f"{k}={v}" for k, v in row["keys"].items() if k != experiment.x)
 
 
+def table_columns(rows: list[dict]) -> list[str]:
+    """The metrics some row has."""
+    return [m for m in LABELS if any(r[m] is not None for r in rows)]
+
+
+def failures(runs: list[dict], experiment: Experiment) -> list[str]:
+    """The report's list of failed runs (counted in the table, not averaged), each with its error."""
+    keys = [*experiment.group_by, "seed"]
+    named = lambda r: " ".join(f"{k}={r['overrides'][k]}" for k in keys if k in r["overrides"])  # noqa: E731
+    failed = [f"- {r['job']} ({named(r)}): {r['error']}" for r in runs if r["summary"] is None]
+    return ["Failed runs (counted above, not averaged):", "", *failed, ""] if failed else []
+
+
 def report_table(rows: list[dict]) -> str:
     """The report's main table: each group's mean ± sample std of every metric some row has."""
-    columns = [m for m in LABELS if any(r[m] is not None for r in rows)]
+    columns = table_columns(rows)
 
     def cell(r: dict, m: str) -> str:
         v, s = r[m], r[f"{m}_std"]
@@ -315,7 +339,7 @@ def plot_curves(runs: list[dict], experiment: Experiment, out: Path) -> list[Pat
             continue
         for ax, label in zip(axes, ("SGD iterations", "decoder forward+backward passes", "wall-clock (s, median step time)")):
             ax.set_xlabel(label)
-            ax.set_ylabel(LABELS[metric])
+            ax.set_ylabel(AXES[metric])
             ax.grid(alpha=0.3)
         axes[0].legend(fontsize=8)
         fig.tight_layout()
@@ -346,7 +370,8 @@ def plot_against_x(rows: list[dict], experiment: Experiment, out: Path) -> list[
                 ax.plot(failed, [ax.get_ylim()[0]] * len(failed), "x", color="red", markersize=10)
         ax.set_xscale("log")
         ax.set_xlabel(experiment.x)
-        ax.set_ylabel(LABELS[metric])
+        estimators = sorted({r["estimator"] for r in rows if r["estimator"]}) if metric == "log_likelihood" else []
+        ax.set_ylabel(AXES[metric] + (f": {', '.join(estimators)}" if estimators else ""))
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8, title=line_key)
     fig.tight_layout()
@@ -539,7 +564,8 @@ def write_report(name: str, scale: str, cmds: list[list[str]], extra: list[str],
         "Mean ± sample standard deviation over the repeats (seeds) of each group; failed runs are counted, not averaged.",
         f"`fd` is the Frechet distance in: {', '.join(spaces) or 'n/a'}.", "",
         report_table(rows), "",
-        markdown_table(["metric", "meaning"], LABELS.items()), "",
+        *failures(runs, experiment),
+        markdown_table(["metric", "meaning"], ((m, LABELS[m]) for m in table_columns(rows))), "",
     ]
     if best:
         lines += ["Best trial of each method's study (same number of trials and steps for each):", "",

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, SHARED_MNIST_T10K
+from conftest import ROOT, SHARED_CIFAR, SHARED_MNIST_T10K
 from test_dashboards import load_script
 from wandb_records import history_keys
 
@@ -24,10 +24,11 @@ FIGURES = {
     "ula_vs_mala": {"metrics_vs_step_size.png"},
     "tuned": set(),
 }
+TINY = load_script("reproduce").TINY  # the tiny scale's overrides, for the pipeline tests of the other scales
 
 
-def reproduce(name: str, out: Path, *extra: str) -> dict:
-    cmd = [sys.executable, "scripts/reproduce.py", name, "--scale", "tiny", "--out", str(out), *extra]
+def reproduce(name: str, out: Path, *extra: str, scale: str = "tiny") -> dict:
+    cmd = [sys.executable, "scripts/reproduce.py", name, "--scale", scale, "--out", str(out), *extra]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return json.loads((out / "report.json").read_text())
@@ -87,6 +88,45 @@ def test_an_experiment_runs_on_the_mnist_test_split(tmp_path):
     assert [row["group"] for row in report["table"]] == ["method=lpc", "method=vae"]
     assert all(row["failed"] == 0 and row["fd"] > 0 for row in report["table"])
     assert "mnist_t10k_cnn features (offline, not FID)" in (tmp_path / "report.md").read_text()
+
+
+@pytest.mark.skipif(not SHARED_CIFAR.exists(), reason="needs ../shared/data/cifar10/cifar10_jpeg.zip")
+def test_the_medium_scale_runs_cifar10_with_the_conv_networks_one_multirun_per_seed(tmp_path):
+    """--scale medium's pipeline at tiny sizes (the TINY overrides after --): CIFAR-10 from the zip, the
+    paper's conv networks, one multirun per seed, two seeds per row, CIFAR-10 features, AIS, curves."""
+    report = reproduce("lpc_vs_vae", tmp_path, "--", *TINY, "method=lpc_jeffreys,vae", "seed=0,1", scale="medium")
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["seed0", "seed1"]
+    config = yaml.safe_load((tmp_path / "runs" / "seed1" / "0" / ".hydra" / "config.yaml").read_text())
+    assert config["seed"] == 1 and config["decoder"]["_target_"].endswith("ConvDecoder") and config["latent_dim"] == 32
+    assert [(row["group"], row["runs"], row["failed"]) for row in report["table"]] == [("method=lpc_jeffreys", 2, 0), ("method=vae", 2, 0)]
+    assert all(row["ais_prior"] is not None and row["ais_encoder"] is not None and row["bdmc_gap"] is not None
+               for row in report["table"])
+    assert {"iwae_curves.png", "fd_curves.png", "samples.png"} <= {p.name for p in tmp_path.glob("*.png")}
+    text = (tmp_path / "report.md").read_text()
+    assert "cifar10_cnn features (offline, not FID)" in text and "--scale medium" in text
+    assert text.count("python train.py -m experiment=lpc_vs_vae data=folder") == 2  # the two seeds' multiruns
+
+
+@pytest.mark.skipif(not SHARED_MNIST_T10K.exists(), reason="needs ../shared/data/mnist-t10k")
+def test_the_medium_mnist_scale_runs_on_the_mnist_test_split():
+    """--scale medium_mnist: MNIST's test split from ../shared, lpc_vs_vae's five methods over three seeds."""
+    cmds = load_script("reproduce").commands("lpc_vs_vae", "medium_mnist", [], Path("/out"))
+    assert [c[-1] for c in cmds] == [f"hydra.sweep.dir=/out/runs/seed{s}" for s in range(3)]
+    assert all("data=mnist_t10k" in c and "method=lpc,lpc_jeffreys,vae,pc,iwae" in c for c in cmds)
+
+
+def test_a_report_lists_each_failed_run_with_its_error(tmp_path):
+    """A job without metrics.json is counted as failed, and the report says why (its log's last error)."""
+    reproduce("lpc_vs_vae", tmp_path, "--", "method=lpc,vae")
+    job = tmp_path / "runs" / "1"
+    (job / "metrics.json").unlink()
+    (job / "lpc_vs_vae.log").write_text("[2026-12-01 15:19:58,571][lpc][ERROR] - DivergenceError: every Langevin chain diverged\n")
+    report = reproduce("lpc_vs_vae", tmp_path, "--report-only", "--", "method=lpc,vae")
+    assert [(row["runs"], row["failed"]) for row in report["table"]] == [(1, 0), (1, 1)]
+    text = (tmp_path / "report.md").read_text()
+    assert "- 1 (method=vae seed=0): DivergenceError: every Langevin chain diverged" in text
+    # the legend has the table's columns only: no encoder AIS once the VAE failed, no completions
+    assert "| ais_prior |" in text and "| ais_encoder |" not in text and "| mse_half |" not in text
 
 
 def test_a_relaunched_grid_runs_only_the_jobs_that_did_not_finish(tmp_path):
