@@ -133,6 +133,11 @@ LABELS = {
     "elbo": "ELBO (nats, higher is better)",
     "bpd": "bits/dim of log_likelihood (lower is better)",
     "fd": "Frechet distance of samples (lower is better)",
+    "kid": "kernel (MMD) distance of samples, the FD's features (lower is better)",
+    "precision": "share of samples within the test images' k-NN balls (fidelity; PRDC, higher is better)",
+    "recall": "share of test images within the samples' k-NN balls (diversity; higher is better)",
+    "density": "PRDC density (fidelity, counting ball overlaps; about 1 for a match)",
+    "coverage": "share of test images whose k-NN ball holds a sample (diversity; higher is better)",
     "recon_mse": "val reconstruction MSE",
     "accept_rate": "acceptance rate",
     "diverged_frac": "share of diverged chains (val)",
@@ -159,6 +164,7 @@ def summarise(metrics: dict) -> dict[str, float | None]:
     best = lambda prefix: max((v for k, v in metrics.items() if re.fullmatch(prefix, k)), default=None)  # noqa: E731
     k_max = max((int(m.group(1)) for k in metrics if (m := re.fullmatch(r"eval/iwae(\d+)_\w+", k))), default=None)
     estimator = (metrics.get("estimators") or {}).get("eval/log_likelihood")
+    space = "" if fd_key in (None, "eval/fid") else fd_key[len("eval/fd"):]  # "_<net>": KID and PRDC in the FD's features
     return {
         "log_likelihood": metrics.get("eval/log_likelihood"),
         "estimator": estimator.removeprefix("eval/") if estimator else None,
@@ -173,6 +179,7 @@ def summarise(metrics: dict) -> dict[str, float | None]:
         "elbo": best(r"eval/elbo_\w+"),
         "bpd": metrics.get("eval/bpd"),
         "fd": metrics.get(fd_key) if fd_key else None,
+        **{m: metrics.get(f"eval/{m}{space}") for m in ("kid", "precision", "recall", "density", "coverage")},
         "fd_space": None if fd_key is None else ("inception (FID)" if fd_key == "eval/fid" else f"{fd_key[len('eval/fd_'):]} features (offline, not FID)"),
         "recon_mse": metrics.get("val/recon_mse"),
         "accept_rate": metrics.get("val/accept_rate"),
@@ -562,7 +569,7 @@ def write_report(name: str, scale: str, cmds: list[list[str]], extra: list[str],
         "Commands (from the repository root; the first runs the rest and writes this report):", "", "```bash",
         *report["commands"], "```", "",
         "Mean ± sample standard deviation over the repeats (seeds) of each group; failed runs are counted, not averaged.",
-        f"`fd` is the Frechet distance in: {', '.join(spaces) or 'n/a'}.", "",
+        f"`fd` (the Frechet distance), `kid` and PRDC (precision, recall, density, coverage) are in: {', '.join(spaces) or 'n/a'}.", "",
         report_table(rows), "",
         *failures(runs, experiment),
         markdown_table(["metric", "meaning"], ((m, LABELS[m]) for m in table_columns(rows))), "",
