@@ -503,11 +503,19 @@ def long_ais_runs(num_distributions: int, where: list[str], out: Path) -> list[s
         overrides = read_overrides(job)
         if not encoder_free(job) or any(overrides.get(k) != v for k, v in wanted.items()):
             return None
-        return [*EVALUATE, f"ckpt_path={job / 'checkpoints' / 'last.ckpt'}", "eval=ais", "eval.fid.enabled=false",
-                f"eval.ais.num_distributions={num_distributions}", f"eval.ais.check_distributions=[{num_distributions // 2}]",
-                "eval.ais.starts=[prior]", "eval.ais.bdmc_examples=25", "eval.ais.progress=false", "logger=csv"]
+        return long_ais_command(job, num_distributions)
 
     return for_each_finished_job(out, f"ais_long_{num_distributions}", command, "ais_long.log")
+
+
+def long_ais_command(job: Path, num_distributions: int) -> list[str]:
+    """scripts/evaluate.py's AIS from the prior at K = ``num_distributions`` on the job's checkpoint,
+    on the run's own test images and with its own chains (from its saved config), BDMC on 25 images."""
+    saved = yaml.safe_load((job / ".hydra" / "config.yaml").read_text())["eval"]
+    return [*EVALUATE, f"ckpt_path={job / 'checkpoints' / 'last.ckpt'}", "eval=ais", "eval.fid.enabled=false",
+            f"eval.likelihood.num_examples={saved['likelihood']['num_examples']}", f"eval.ais.chains={saved['ais']['chains']}",
+            f"eval.ais.num_distributions={num_distributions}", f"eval.ais.check_distributions=[{num_distributions // 2}]",
+            "eval.ais.starts=[prior]", "eval.ais.bdmc_examples=25", "eval.ais.progress=false", "logger=csv"]
 
 
 def plot_completions(runs: list[dict], experiment: Experiment, out: Path) -> list[Path]:

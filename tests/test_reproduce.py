@@ -144,6 +144,9 @@ def test_a_relaunched_grid_runs_only_the_jobs_that_did_not_finish(tmp_path):
     assert rows["method=lpc"]["ais_long"] is not None and rows["method=lpc"]["ais_long_check"] is not None
     assert rows["method=vae"]["ais_long"] is None and not (tmp_path / "runs" / "1" / "ais_long_8").exists()
     assert "--long-ais 8" in report["commands"][0] and "| ais_long |" in (tmp_path / "report.md").read_text()
+    # on the run's own test images (32 at --scale tiny) and chains, not the eval group's defaults
+    command = load_script("reproduce").long_ais_command(tmp_path / "runs" / "0", 8)
+    assert {"eval.likelihood.num_examples=32", "eval.ais.chains=2", "eval.ais.num_distributions=8"} <= set(command)
     assert "skip_finished=true: " in (tmp_path / "runs" / "1" / "lpc_vs_vae.log").read_text()
     assert [row["runs"] for row in report["table"]] == [1, 1]
 
