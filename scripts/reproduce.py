@@ -64,17 +64,18 @@ TINY = ["trainer.max_steps=6", "trainer.val_check_interval=3", "num_steps=4", "b
 # finish: latent 32, T = 20 (burn-in 10) for every chain, 1,500 iterations; AIS on 50 test images with 4 chains
 # at K = 500 (the K = 250 check, BDMC on 10 simulated images). Measured at 1 CPU thread (2026-12-01): an LPC update
 # 640 ms, AIS 0.4 ms per chain, distribution and leapfrog step (x2 passes), so about 20 minutes of training and 5 of
-# AIS per encoder-free LPC run (docs/results/lpc_vs_vae_cifar10_medium has the run's own figures).
+# AIS per encoder-free LPC run (each report gives its runs' own step_ms).
 MEDIUM = ["data=folder", "data.root=../shared/data/cifar10/cifar10_jpeg.zip", "decoder=higgins32", "encoder=higgins32",
           "latent_dim=32", "num_steps=20", "burn_in=10", "trainer.max_steps=1500", "trainer.val_check_interval=300",
           "trainer.limit_val_batches=10", "callbacks.image_grids.every_n_steps=1500", "eval.fid.num_samples=2000",
           "eval.likelihood.num_examples=50", "eval.ais.chains=4", "eval.ais.num_distributions=500",
           "eval.ais.check_distributions=[250]", "eval.ais.bdmc_examples=10"]
 # --scale medium_mnist: the small scale's networks and settings on MNIST's test split (9,000 / 1,000 images; T = 50,
-# 1,500 iterations, AIS on 100 test images at K = 1,000 with 16 chains, BDMC on 25): about 8 minutes of training
-# per encoder-free LPC run at 1 CPU thread (318 ms an update) and 2 s of AIS per image and start.
+# 1,500 iterations, AIS on 100 test images at K = 1,000, with 8 chains and BDMC on 10 simulated images): about 8
+# minutes of training per encoder-free LPC run at 1 CPU thread (318 ms an update). AIS costs more here than
+# training: 16 chains and BDMC on 25 images took over 20 minutes per start on one shared core.
 MEDIUM_MNIST = ["data=mnist_t10k", "data.root=../shared/data/mnist-t10k", "eval.fid.num_samples=1000",
-                "eval.ais.bdmc_examples=25"]
+                "eval.ais.chains=8", "eval.ais.bdmc_examples=10"]
 PAPER = ["data=folder", "data.root=../shared/data/cifar10/cifar10_jpeg.zip", "decoder=higgins32", "encoder=higgins32",
          "latent_dim=64", "trainer.max_steps=50000", "trainer.val_check_interval=5000", "trainer=gpu"]
 # the grid each experiment keeps at --scale tiny (a few cells of each axis, one seed)
