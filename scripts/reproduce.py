@@ -71,11 +71,12 @@ MEDIUM = ["data=folder", "data.root=../shared/data/cifar10/cifar10_jpeg.zip", "d
           "eval.likelihood.num_examples=50", "eval.ais.chains=4", "eval.ais.num_distributions=500",
           "eval.ais.check_distributions=[250]", "eval.ais.bdmc_examples=10"]
 # --scale medium_mnist: the small scale's networks and settings on MNIST's test split (9,000 / 1,000 images; T = 50,
-# 1,500 iterations, AIS on 100 test images at K = 1,000, with 8 chains and BDMC on 10 simulated images): about 8
-# minutes of training per encoder-free LPC run at 1 CPU thread (318 ms an update). AIS costs more here than
-# training: 16 chains and BDMC on 25 images took over 20 minutes per start on one shared core.
+# 1,500 iterations), with a longer AIS: K = 1,000 had not converged from the prior here (11 nats from K = 500, BDMC
+# gap 9 on encoder-free LPC), so K = 4,000 with the K = 2,000 check, 16 chains, 100 test images, BDMC on 25. Measured
+# at 1 CPU thread: an LPC update 318 ms (about 8 minutes of training per encoder-free run), AIS 4 us per chain,
+# distribution and leapfrog step (x2 passes): about 3 minutes per start.
 MEDIUM_MNIST = ["data=mnist_t10k", "data.root=../shared/data/mnist-t10k", "eval.fid.num_samples=1000",
-                "eval.ais.chains=8", "eval.ais.bdmc_examples=10"]
+                "eval.ais.num_distributions=4000", "eval.ais.check_distributions=[2000]", "eval.ais.bdmc_examples=25"]
 PAPER = ["data=folder", "data.root=../shared/data/cifar10/cifar10_jpeg.zip", "decoder=higgins32", "encoder=higgins32",
          "latent_dim=64", "trainer.max_steps=50000", "trainer.val_check_interval=5000", "trainer=gpu"]
 # the grid each experiment keeps at --scale tiny (a few cells of each axis, one seed)
