@@ -81,16 +81,18 @@ class LikelihoodBounds:
     enabled: bool = True
 
 
-AIS_STARTS = ("prior", "encoder")
+AIS_STARTS = ("prior", "encoder", "chain")
 
 
 @dataclass
 class AnnealedLikelihood(AIS):
     """AIS estimates of log p(x) (``lpc.metrics.ais``) on the first ``num_examples`` test images,
-    from each start in ``starts``: ``prior`` (p(z), every method) and ``encoder`` (the method's
-    q(z | x), where it has one); metrics ``ais_<start>`` with the chains' weight ESS and acceptance.
-    The estimator's own checks: AIS from the prior again at each length K of ``check_distributions``
-    (``ais<K>_prior``: a converged estimate has stopped moving with K), and, with
+    from each start in ``starts``: ``prior`` (p(z), every method), ``encoder`` (the method's
+    q(z | x), where it has one) and ``chain`` (the diagonal Gaussian moment-matched to a Langevin
+    chain's kept samples for x, where the method has chains: a start near the posterior for
+    encoder-free methods); metrics ``ais_<start>`` with the chains' weight ESS and acceptance.
+    The estimator's own checks: AIS from each start again at each length K of ``check_distributions``
+    (``ais<K>_<start>``: a converged estimate has stopped moving with K), and, with
     ``bdmc_examples`` > 0, BDMC on that many examples simulated from the model
     (``bdmc_lower_<start>``, ``bdmc_upper_<start>``, ``bdmc_gap_<start>``). ``batch_size`` examples
     (times ``chains`` rows) go through the annealing at once. ``at_end_only``: skip AIS in the
@@ -238,13 +240,13 @@ class Evaluator:
         return metrics
 
     def annealed_likelihood(self, model: GenerativeModule, test_set: Dataset) -> dict[str, float]:
-        """AIS from each start on the test images (from the prior also at each length of
+        """AIS from each start the method offers on the test images (also at each length of
         ``check_distributions``), and BDMC on data simulated from the model."""
         settings = self.ais
         n = min(settings.num_examples, len(test_set))
-        starts = [s for s in settings.starts if s == "prior" or model.amortised_encoder is not None]
-        runs = [(settings.num_distributions, name) for name in starts]
-        runs += [(length, "prior") for length in settings.check_distributions if "prior" in starts]
+        offered = {"prior": True, "encoder": model.amortised_encoder is not None, "chain": model.has_chain_proposal}
+        starts = [s for s in settings.starts if offered[s]]
+        runs = [(length, name) for length in [settings.num_distributions, *settings.check_distributions] for name in starts]
         batches = -(-n // settings.batch_size)
         metrics: dict[str, float] = {}
         with self.progress_bar("AIS", settings.passes * sum(k for k, _ in runs) * batches) as progress:
@@ -269,11 +271,11 @@ class Evaluator:
         return metrics
 
     def start_density(self, model: GenerativeModule, x: Tensor, name: str) -> StartDensity:
-        """p_0 over the ``chains`` x B rows: the prior (N(0, I), or a hierarchy drawn ancestrally)
-        or the method's q(z | x)."""
+        """p_0 over the ``chains`` x B rows: the prior (N(0, I), or a hierarchy drawn ancestrally),
+        the method's q(z | x), or the Gaussian fitted to its chain for x."""
         if name == "prior":
             return model.prior.start_density(self.ais.chains * len(x), x.device)
-        mean, log_std = model.amortised_encoder(x)
+        mean, log_std = model.amortised_encoder(x) if name == "encoder" else model.proposals(x)["chain"]
         return DiagonalGaussian(repeat_batch(mean, self.ais.chains), repeat_batch(log_std, self.ais.chains))
 
     def ais_batch(self, model: GenerativeModule, ais: AIS, x: Tensor, name: str,

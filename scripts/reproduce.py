@@ -61,22 +61,24 @@ TINY = ["trainer.max_steps=6", "trainer.val_check_interval=3", "num_steps=4", "b
         "eval.ais.num_distributions=6", "eval.ais.chains=2", "eval.ais.bdmc_examples=4",
         "eval.ais.check_distributions=[3]"]
 # --scale medium: CIFAR-10 with the paper's networks (higgins32, full width) and likelihood, cut to what 2 CPU cores
-# finish: latent 32, T = 20 (burn-in 10) for every chain, 1,500 iterations; AIS on 50 test images with 4 chains
-# at K = 500 (the K = 250 check, BDMC on 10 simulated images). Measured at 1 CPU thread (2026-12-01): an LPC update
-# 640 ms, AIS 0.4 ms per chain, distribution and leapfrog step (x2 passes), so about 20 minutes of training and 5 of
-# AIS per encoder-free LPC run (each report gives its runs' own step_ms).
+# finish: latent 32, T = 20 (burn-in 10) for every chain, 1,500 iterations; AIS on 50 test images with 4 chains at
+# K = 500 (the K = 250 check, BDMC on 10 simulated images) from each method's own proposal: the encoder's q(z | x)
+# and the Gaussian fitted to its Langevin chain (from the prior, K = 500 moved 62 nats from K = 250 with a BDMC gap of
+# 38 on encoder-free LPC: far from converged, and AIS costs 0.4 ms per chain, distribution and leapfrog step at 1
+# CPU thread, x2 passes). An LPC update takes 640 ms at 1 thread: about 20 minutes of training and 5 of AIS per run.
 MEDIUM = ["data=folder", "data.root=../shared/data/cifar10/cifar10_jpeg.zip", "decoder=higgins32", "encoder=higgins32",
           "latent_dim=32", "num_steps=20", "burn_in=10", "trainer.max_steps=1500", "trainer.val_check_interval=300",
           "trainer.limit_val_batches=10", "callbacks.image_grids.every_n_steps=1500", "eval.fid.num_samples=2000",
           "eval.likelihood.num_examples=50", "eval.ais.chains=4", "eval.ais.num_distributions=500",
-          "eval.ais.check_distributions=[250]", "eval.ais.bdmc_examples=10"]
+          "eval.ais.check_distributions=[250]", "eval.ais.bdmc_examples=10", "eval.ais.starts=[encoder,chain]"]
 # --scale medium_mnist: the small scale's networks and settings on MNIST's test split (9,000 / 1,000 images; T = 50,
-# 1,500 iterations), with a longer AIS: K = 1,000 had not converged from the prior here (11 nats from K = 500, BDMC
-# gap 9 on encoder-free LPC), so K = 4,000 with the K = 2,000 check, 16 chains, 100 test images, BDMC on 25. Measured
-# at 1 CPU thread: an LPC update 318 ms (about 8 minutes of training per encoder-free run), AIS 4 us per chain,
-# distribution and leapfrog step (x2 passes): about 3 minutes per start.
+# 1,500 iterations); AIS on 100 test images, 8 chains, K = 1,000 with the K = 500 check, BDMC on 10, from each method's
+# own proposal. From the prior K = 1,000 had not converged here (11 nats from K = 500, BDMC gap 9 on encoder-free LPC);
+# from the chain-fitted Gaussian it moved 0.45 nats from K = 500 (docs/ais.md). Measured at 1 CPU thread: an LPC
+# update 318 ms (about 8 minutes of training per encoder-free run), AIS 80 us per chain, distribution and leapfrog
+# step (x2 passes): about 7 minutes per start.
 MEDIUM_MNIST = ["data=mnist_t10k", "data.root=../shared/data/mnist-t10k", "eval.fid.num_samples=1000",
-                "eval.ais.num_distributions=4000", "eval.ais.check_distributions=[2000]", "eval.ais.bdmc_examples=25"]
+                "eval.ais.chains=8", "eval.ais.bdmc_examples=10", "eval.ais.starts=[encoder,chain]"]
 PAPER = ["data=folder", "data.root=../shared/data/cifar10/cifar10_jpeg.zip", "decoder=higgins32", "encoder=higgins32",
          "latent_dim=64", "trainer.max_steps=50000", "trainer.val_check_interval=5000", "trainer=gpu"]
 # the grid each experiment keeps at --scale tiny (a few cells of each axis, one seed)
@@ -126,7 +128,8 @@ LABELS = {
     "log_likelihood": "the tightest estimate of log p(x) (nats, higher is better): the `estimator` column names it",
     "ais_prior": "AIS from the prior, log p(x) (nats; every method alike)",
     "ais_encoder": "AIS from the method's encoder q(z|x) (nats; methods with an encoder)",
-    "ais_check": "AIS from the prior at a shorter schedule (nats): close to ais_prior if AIS converged",
+    "ais_chain": "AIS from a Gaussian fitted to the method's Langevin chain for x (nats; LPC and PC)",
+    "ais_check": "AIS from the headline's start at a shorter schedule (nats): close to it if AIS converged",
     "bdmc_gap": "BDMC gap of the best AIS on data simulated from the model (nats): AIS's error bar",
     "ais_long": "AIS from the prior at the long schedule of --long-ais (nats; encoder-free runs): the convergence check",
     "ais_long_check": "the same at half that schedule",
@@ -166,13 +169,15 @@ def summarise(metrics: dict) -> dict[str, float | None]:
     best = lambda prefix: max((v for k, v in metrics.items() if re.fullmatch(prefix, k)), default=None)  # noqa: E731
     k_max = max((int(m.group(1)) for k in metrics if (m := re.fullmatch(r"eval/iwae(\d+)_\w+", k))), default=None)
     estimator = (metrics.get("estimators") or {}).get("eval/log_likelihood")
+    start = estimator.removeprefix("eval/ais_") if estimator and estimator.startswith("eval/ais_") else "prior"
     space = "" if fd_key in (None, "eval/fid") else fd_key[len("eval/fd"):]  # "_<net>": KID and PRDC in the FD's features
     return {
         "log_likelihood": metrics.get("eval/log_likelihood"),
         "estimator": estimator.removeprefix("eval/") if estimator else None,
         "ais_prior": metrics.get("eval/ais_prior"),
         "ais_encoder": metrics.get("eval/ais_encoder"),
-        "ais_check": best(r"eval/ais\d+_prior"),
+        "ais_chain": metrics.get("eval/ais_chain"),
+        "ais_check": next((c for c in (best(rf"eval/ais\d+_{start}"), best(r"eval/ais\d+_prior")) if c is not None), None),
         "ais_long": metrics.get("long/eval/ais_prior"),
         "ais_long_check": best(r"long/eval/ais\d+_prior"),
         "bdmc_gap_long": metrics.get("long/eval/bdmc_gap_prior"),

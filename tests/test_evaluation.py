@@ -158,7 +158,7 @@ def test_evaluate_py_on_a_checkpoint_of_each_method(compose_cfg, tmp_path, metho
     cmd = [sys.executable, "scripts/evaluate.py", f"ckpt_path={ckpt}", "eval=ais_paper", "eval.fid.num_samples=100",
            "eval.fid.download=false", "eval.likelihood.num_examples=6", "eval.likelihood.k=[1,10]",
            "eval.ais.num_distributions=5", "eval.ais.bdmc_examples=3",
-           "eval.ais.check_distributions=[3]", "logger=csv", f"hydra.run.dir={out}"]
+           "eval.ais.check_distributions=[3]", "eval.ais.starts=[prior,encoder,chain]", "logger=csv", f"hydra.run.dir={out}"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((out / "metrics.json").read_text())
@@ -167,9 +167,9 @@ def test_evaluate_py_on_a_checkpoint_of_each_method(compose_cfg, tmp_path, metho
     for p in proposals:
         assert m[f"eval/iwae10_{p}"] >= m[f"eval/elbo_{p}"] - 1.0 and m[f"eval/bpd_{p}"] > 0
     assert {f"eval/elbo_{p}" for p in proposals} == {k for k in m if k.startswith("eval/elbo_")}
-    starts = {"prior", "encoder"} if "encoder" in proposals else {"prior"}
+    starts = {"prior"} | proposals  # AIS from the prior, and from each proposal the method offers (encoder, chain)
     assert {k for k in m if k.startswith("eval/ais_") and k.count("_") == 1} == {f"eval/ais_{s}" for s in starts}
-    assert {"eval/ais3_prior"} | {f"eval/bdmc_gap_{s}" for s in starts} <= set(m) and "eval/ais3_encoder" not in m
+    assert {f"eval/{k}_{s}" for s in starts for k in ("ais3", "bdmc_gap")} <= set(m)  # each start checked at K = 3
     assert all(np.isfinite(m[f"eval/ais_{s}"]) and m[f"eval/bdmc_gap_{s}"] > -5 for s in starts)
     best = report["estimators"]["eval/log_likelihood"]
     assert m["eval/log_likelihood"] == m[best] == max(m[k] for k in m if k.startswith(("eval/iwae10_", "eval/ais_"))

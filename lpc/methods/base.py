@@ -176,6 +176,11 @@ class GenerativeModule(L.LightningModule):
         """The method's encoder x -> (mean, log_std) of q(z | x), each (B, D); None without one."""
         return None
 
+    @property
+    def has_chain_proposal(self) -> bool:
+        """Whether ``proposals`` offers ``chain`` (a Gaussian fitted to the method's chain for x)."""
+        return False
+
     def step_optimizer(
         self, optimizer: LightningOptimizer, loss: Tensor, counts_as_step: bool = True,
         hint: str = "nothing was applied to the weights; lower the learning rate (model.optimizer.lr) or the step size",

@@ -277,13 +277,17 @@ class LangevinPC(GenerativeModule):
         """The warm-start's encoder (``warmstart=forward_kl|reverse_kl|jeffreys``)."""
         return getattr(self.warmstart, "encoder", None)
 
+    @property
+    def has_chain_proposal(self) -> bool:  # type: ignore[override]
+        return self.sampler.num_samples >= 2
+
     def proposals(self, x: Tensor) -> dict[str, tuple[Tensor, Tensor]]:
         """``chain``: a diagonal Gaussian moment-matched to the kept samples of a Langevin chain from
         the warm-start (for a noise-free sampler, i.e. plain PC, the same sampler with noise; absent
         when the sampler keeps fewer than 2 samples); with an encoder also ``encoder``: its q(z | x)."""
         proposal = self.warmstart(x)
         found = {}
-        if self.sampler.num_samples >= 2:
+        if self.has_chain_proposal:
             found["chain"] = fit_diagonal_gaussian(self.infer(x, proposal, self.noisy_sampler()).samples)
         if proposal.mean is not None:
             found["encoder"] = (proposal.mean, proposal.log_std)
