@@ -61,22 +61,24 @@ TINY = ["trainer.max_steps=6", "trainer.val_check_interval=3", "num_steps=4", "b
         "eval.ais.num_distributions=6", "eval.ais.chains=2", "eval.ais.bdmc_examples=4",
         "eval.ais.check_distributions=[3]"]
 # --scale medium: CIFAR-10 with the paper's networks (higgins32, full width) and likelihood, cut to what 2 CPU cores
-# finish: latent 32, T = 20 (burn-in 10) for every chain, 1,500 iterations; AIS on 50 test images with 4 chains at
-# K = 500 (the K = 250 check, BDMC on 10 simulated images) from each method's own proposal: the encoder's q(z | x)
-# and the Gaussian fitted to its Langevin chain (from the prior, K = 500 moved 62 nats from K = 250 with a BDMC gap of
-# 38 on encoder-free LPC: far from converged, and AIS costs 0.4 ms per chain, distribution and leapfrog step at 1
-# CPU thread, x2 passes). An LPC update takes 640 ms at 1 thread: about 20 minutes of training and 5 of AIS per run.
+# finish: latent 32, T = 20 (burn-in 10) for every chain, 1,500 iterations; AIS from the prior and the encoder on 50
+# test images with 4 chains at K = 500 (the K = 250 check, BDMC on 10 simulated images). AIS costs 0.4 ms per chain,
+# distribution and leapfrog step here (x2 passes, 1 CPU thread), so K = 500 is what fits, and it is far from
+# converged from the prior (62 nats from K = 250, BDMC gap 38 on encoder-free LPC). The chain-fitted start, which
+# converges on MNIST, was worse here (7 nats below the prior's at K = 500 on that run, BDMC gap 1,305: a T = 20
+# chain's Gaussian misses the posterior in 3,072 dimensions) and is left out. An LPC update takes 640 ms at 1
+# thread: about 20 minutes of training and 5 of AIS per encoder-free run.
 MEDIUM = ["data=folder", "data.root=../shared/data/cifar10/cifar10_jpeg.zip", "decoder=higgins32", "encoder=higgins32",
           "latent_dim=32", "num_steps=20", "burn_in=10", "trainer.max_steps=1500", "trainer.val_check_interval=300",
           "trainer.limit_val_batches=10", "callbacks.image_grids.every_n_steps=1500", "eval.fid.num_samples=2000",
           "eval.likelihood.num_examples=50", "eval.ais.chains=4", "eval.ais.num_distributions=500",
-          "eval.ais.check_distributions=[250]", "eval.ais.bdmc_examples=10", "eval.ais.starts=[encoder,chain]"]
+          "eval.ais.check_distributions=[250]", "eval.ais.bdmc_examples=10", "eval.ais.starts=[prior,encoder]"]
 # --scale medium_mnist: the small scale's networks and settings on MNIST's test split (9,000 / 1,000 images; T = 50,
-# 1,500 iterations); AIS on 100 test images, 8 chains, K = 1,000 with the K = 500 check, BDMC on 10, from each method's
-# own proposal. From the prior K = 1,000 had not converged here (11 nats from K = 500, BDMC gap 9 on encoder-free LPC);
-# from the chain-fitted Gaussian it moved 0.45 nats from K = 500 (docs/ais.md). Measured at 1 CPU thread: an LPC
-# update 318 ms (about 8 minutes of training per encoder-free run), AIS 80 us per chain, distribution and leapfrog
-# step (x2 passes): about 7 minutes per start.
+# 1,500 iterations); AIS on 100 test images, 8 chains, K = 1,000 with the K = 500 check, BDMC on 10, from each
+# method's own proposal (the encoder, the chain-fitted Gaussian). From the prior K = 1,000 had not converged here
+# (11 nats from K = 500, BDMC gap 9-11 on encoder-free LPC); from the chain-fitted Gaussian it moved 0.45 nats from
+# K = 500, BDMC gap 0.57 (docs/ais.md). Measured at 1 CPU thread: an LPC update 318 ms (about 8 minutes of training
+# per encoder-free run), AIS 80 us per chain, distribution and leapfrog step (x2 passes): about 7 minutes per start.
 MEDIUM_MNIST = ["data=mnist_t10k", "data.root=../shared/data/mnist-t10k", "eval.fid.num_samples=1000",
                 "eval.ais.chains=8", "eval.ais.bdmc_examples=10", "eval.ais.starts=[encoder,chain]"]
 PAPER = ["data=folder", "data.root=../shared/data/cifar10/cifar10_jpeg.zip", "decoder=higgins32", "encoder=higgins32",
