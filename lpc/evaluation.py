@@ -102,7 +102,7 @@ class AnnealedLikelihood(AIS):
     enabled: bool = False
     num_examples: int = 1000
     batch_size: int = 100
-    starts: Sequence[str] = AIS_STARTS
+    starts: Sequence[str] = ("prior", "encoder")
     check_distributions: Sequence[int] = ()
     bdmc_examples: int = 100
     at_end_only: bool = False
