@@ -99,12 +99,9 @@ def test_the_medium_scale_runs_cifar10_with_the_conv_networks_one_multirun_per_s
     config = yaml.safe_load((tmp_path / "runs" / "seed1" / "0" / ".hydra" / "config.yaml").read_text())
     assert config["seed"] == 1 and config["decoder"]["_target_"].endswith("ConvDecoder") and config["latent_dim"] == 32
     assert [(row["group"], row["runs"], row["failed"]) for row in report["table"]] == [("method=lpc_jeffreys", 2, 0), ("method=vae", 2, 0)]
-    # AIS from each method's own proposals (the encoder; the chain-fitted Gaussian for LPC), not from the prior
-    assert all(row[m] is not None for row in report["table"]
-               for m in ("ais_encoder", "ais_check", "bdmc_gap", "iwae", "fd", "kid", "precision", "recall", "density", "coverage"))
-    rows = {row["group"]: row for row in report["table"]}
-    assert rows["method=lpc_jeffreys"]["ais_chain"] is not None and rows["method=vae"]["ais_chain"] is None
-    assert all(row["ais_prior"] is None for row in report["table"])
+    assert all(row[m] is not None for row in report["table"] for m in (
+        "ais_prior", "ais_encoder", "ais_check", "bdmc_gap", "iwae", "fd", "kid", "precision", "recall", "density", "coverage"))
+    assert all(row["ais_chain"] is None for row in report["table"])  # the chain-fitted start is left out on CIFAR-10
     assert {"iwae_curves.png", "fd_curves.png", "samples.png"} <= {p.name for p in tmp_path.glob("*.png")}
     text = (tmp_path / "report.md").read_text()
     assert "cifar10_cnn features (offline, not FID)" in text and "--scale medium" in text
