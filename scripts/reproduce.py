@@ -223,7 +223,10 @@ def collect_runs(runs_dir: Path) -> list[dict]:
         long_ais = sorted(job.glob("ais_long_*/metrics.json"), key=lambda p: int(p.parent.name.rsplit("_", 1)[1]))
         if metrics and long_ais:  # --long-ais K (the longest there is): scripts/evaluate.py on the run's checkpoint
             metrics = {**metrics, **{f"long/{k}": v for k, v in json.loads(long_ais[-1].read_text())["metrics"].items()}}
+        if metrics and "cost/step_ms" not in metrics:  # resumed at its last step: no update since, the cost as logged before
+            metrics = {**metrics, **last_logged(job / "csv" / "metrics.csv", ("cost/step_ms", "cost/decoder_evals"))}
         grids = sorted((job / "images").glob("samples_step*.png"))
+        error = None if metrics else failure(job)
         runs.append({
             "job": str(job.relative_to(runs_dir)),
             "overrides": read_overrides(job),
@@ -231,16 +234,33 @@ def collect_runs(runs_dir: Path) -> list[dict]:
             "summary": summarise(metrics) if metrics else None,
             "curves": read_curves(job / "csv" / "metrics.csv", metrics),
             "samples": str(grids[-1]) if grids else None,
-            "error": None if metrics else failure(job),
+            "error": error,
+            "unfinished": metrics is None and error is None,  # interrupted or still running: not counted
         })
     return runs
 
 
-def failure(job: Path) -> str:
-    """Why a job has no metrics.json: the last error its log names (e.g. a DivergenceError), else that it did not finish."""
+def failure(job: Path) -> str | None:
+    """Why a job has no metrics.json: the last error its log names (e.g. a DivergenceError); None if
+    it names none (the job was interrupted or is still running)."""
     errors = [line.split("[ERROR] - ", 1)[1].strip() for log in sorted(job.glob("*.log"))
               for line in log.read_text(errors="replace").splitlines() if "[ERROR] - " in line]
-    return errors[-1] if errors else "no metrics.json: interrupted or still running (a relaunch continues it)"
+    return errors[-1] if errors else None
+
+
+def csv_rows(csv_file: Path) -> list[dict]:
+    """The rows a run logged, over its interruptions too (``csv/metrics.part<k>.csv`` first, resume=auto)."""
+    parts = sorted((p for p in csv_file.parent.glob("metrics.part*.csv") if p.stem.removeprefix("metrics.part").isdigit()),
+                   key=lambda p: int(p.stem.removeprefix("metrics.part")))
+    return [row for part in [*parts, csv_file] if part.exists() for row in csv.DictReader(part.open())]
+
+
+def last_logged(csv_file: Path, keys: tuple[str, ...]) -> dict[str, float]:
+    """The last value the run logged of each of ``keys`` (those it logged)."""
+    found = {}
+    for row in csv_rows(csv_file):
+        found.update({k: float(row[k]) for k in keys if row.get(k)})
+    return found
 
 
 def read_curves(csv_file: Path, final: dict | None) -> list[dict]:
@@ -248,11 +268,9 @@ def read_curves(csv_file: Path, final: dict | None) -> list[dict]:
     over the rows logged before each interruption too (``csv/metrics.part<k>.csv``, resume=auto).
     Gradient evaluations are step x the run's decoder evaluations per update, seconds step x its
     median update time (from the logged cost/ metrics, else the final ones)."""
-    parts = sorted((p for p in csv_file.parent.glob("metrics.part*.csv") if p.stem.removeprefix("metrics.part").isdigit()),
-                   key=lambda p: int(p.stem.removeprefix("metrics.part")))
-    if not csv_file.exists() and not parts:
+    rows = csv_rows(csv_file)
+    if not rows:
         return []
-    rows = [row for part in [*parts, csv_file] if part.exists() for row in csv.DictReader(part.open())]
     final = final or {}
     step_ms = [float(r["cost/step_ms"]) for r in rows if r.get("cost/step_ms")] or [final.get("cost/step_ms", math.nan)]
     evals = [float(r["cost/decoder_evals"]) for r in rows if r.get("cost/decoder_evals")] or [final.get("cost/decoder_evals", math.nan)]
@@ -284,8 +302,9 @@ def table_rows(runs: list[dict], experiment: Experiment) -> list[dict]:
     standard deviation over the repeats, 0 for one) of every metric; sorted by ``x`` if numeric."""
     rows = []
     for name, members in grouped(runs, experiment).items():
-        done = [m["summary"] for m in members if m["summary"] is not None]
         keys = {k: members[0]["overrides"].get(k) for k in experiment.group_by}
+        members = [m for m in members if not m["unfinished"]]
+        done = [m["summary"] for m in members if m["summary"] is not None]
         row = {"group": name, "keys": keys, "runs": len(members), "failed": len(members) - len(done)}
         for metric in LABELS:
             values = [d[metric] for d in done if d[metric] is not None and math.isfinite(d[metric])]
@@ -313,8 +332,11 @@ def failures(runs: list[dict], experiment: Experiment) -> list[str]:
     """The report's list of failed runs (counted in the table, not averaged), each with its error."""
     keys = [*experiment.group_by, "seed"]
     named = lambda r: " ".join(f"{k}={r['overrides'][k]}" for k in keys if k in r["overrides"])  # noqa: E731
-    failed = [f"- {r['job']} ({named(r)}): {r['error']}" for r in runs if r["summary"] is None]
-    return ["Failed runs (counted above, not averaged):", "", *failed, ""] if failed else []
+    failed = [f"- {r['job']} ({named(r)}): {r['error']}" for r in runs if r["error"]]
+    unfinished = [f"- {r['job']} ({named(r)})" for r in runs if r["unfinished"]]
+    return [*(["Failed runs (counted above, not averaged):", "", *failed, ""] if failed else []),
+            *(["Not finished (interrupted or still running; not counted: a relaunch of the first command continues "
+               "them):", "", *unfinished, ""] if unfinished else [])]
 
 
 def report_table(rows: list[dict]) -> str:
@@ -323,7 +345,8 @@ def report_table(rows: list[dict]) -> str:
 
     def cell(r: dict, m: str) -> str:
         v, s = r[m], r[f"{m}_std"]
-        return "" if v is None else (f"{v:.4g}" if not s else f"{v:.4g} ± {s:.2g}")
+        value = f"{v:.1f}" if v is not None and abs(v) >= 1000 else f"{v:.4g}" if v is not None else ""  # nats to 0.1
+        return "" if v is None else (value if not s else f"{value} ± {s:.2g}")
 
     if any(r["estimator"] for r in rows) and "log_likelihood" in columns:  # the estimate each log_likelihood is
         columns.insert(columns.index("log_likelihood") + 1, "estimator")
@@ -584,7 +607,8 @@ def write_report(name: str, scale: str, cmds: list[list[str]], extra: list[str],
     lines = [
         f"# {name} ({scale} scale)", "",
         f"- date: {report['date']}", f"- commit: {report['commit']}", f"- machine: {report['machine']} per run",
-        f"- runs: {len(runs)} ({sum(r['summary'] is None for r in runs)} failed, e.g. diverged)", "",
+        f"- runs: {sum(not r['unfinished'] for r in runs)} ({sum(r['error'] is not None for r in runs)} failed, e.g. "
+        f"diverged){f'; {n} not finished' if (n := sum(r['unfinished'] for r in runs)) else ''}", "",
         "Commands (from the repository root; the first runs the rest and writes this report):", "", "```bash",
         *report["commands"], "```", "",
         "Mean ± sample standard deviation over the repeats (seeds) of each group; failed runs are counted, not averaged.",

@@ -122,12 +122,14 @@ def test_a_report_lists_each_failed_run_with_its_error(tmp_path):
     job = tmp_path / "runs" / "1"
     (job / "metrics.json").unlink()
     (job / "lpc_vs_vae.log").write_text("[2026-12-01 15:19:58,571][lpc][ERROR] - DivergenceError: every Langevin chain diverged\n")
+    (tmp_path / "runs" / "0" / "metrics.json").unlink()  # job 0 is still running (no error in its log): not counted
     report = reproduce("lpc_vs_vae", tmp_path, "--report-only", "--", "method=lpc,vae")
-    assert [(row["runs"], row["failed"]) for row in report["table"]] == [(1, 0), (1, 1)]
+    assert [(row["runs"], row["failed"]) for row in report["table"]] == [(0, 0), (1, 1)]
     text = (tmp_path / "report.md").read_text()
     assert "- 1 (method=vae seed=0): DivergenceError: every Langevin chain diverged" in text
-    # the legend has the table's columns only: no encoder AIS once the VAE failed, no completions
-    assert "| ais_prior |" in text and "| ais_encoder |" not in text and "| mse_half |" not in text
+    assert "- runs: 1 (1 failed, e.g. diverged); 1 not finished" in text and "\n- 0 (method=lpc seed=0)\n" in text
+    # the legend has the table's columns only: no AIS with both runs out, no completions
+    assert "| ais_prior |" not in text and "| mse_half |" not in text
 
 
 def test_a_relaunched_grid_runs_only_the_jobs_that_did_not_finish(tmp_path):
