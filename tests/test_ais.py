@@ -189,7 +189,7 @@ def test_ais_settings_are_checked():
     with pytest.raises(ValueError, match="step_size"):
         AIS(step_size=1.0, max_step_size=0.5)
     with pytest.raises(ValueError, match="starts"):
-        AnnealedLikelihood(starts=["chain"])
+        AnnealedLikelihood(starts=["posterior"])
 
 
 def test_the_evaluation_reports_ais_bdmc_and_names_the_headline_estimator():
