@@ -185,7 +185,14 @@ def test_a_relaunched_grid_continues_an_interrupted_job_from_its_checkpoint(tmp_
     # killed during the final evaluation (after the last checkpoint): the relaunch restores the last
     # step, where Lightning runs no training, and still evaluates, as the uninterrupted run did
     (job / "metrics.json").unlink()
+    logged = job / "csv" / "metrics.csv"  # the final evaluation's row was never flushed
+    lines = logged.read_text().splitlines()
+    header = lines[0].split(",")
+    kept = [line for line in lines[1:] if not any(v and h.startswith("eval/") for h, v in zip(header, line.split(",")))]
+    logged.write_text("\n".join([lines[0], *kept]) + "\n")
     reproduce("warmstart_objectives", tmp_path, "--", "method=lpc")
     again = json.loads((job / "metrics.json").read_text())
     assert again["global_step"] == 6
     assert {k: again[k] for k in final if k.startswith("eval/")} == {k: v for k, v in final.items() if k.startswith("eval/")}
+    # and its curves still end at that evaluation (the CSV logger is flushed after it)
+    assert [point["step"] for point in load_script("reproduce").read_curves(job / "csv" / "metrics.csv", again)] == [3, 6]

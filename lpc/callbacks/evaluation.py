@@ -61,6 +61,8 @@ class PeriodicEvaluation(L.Callback):
         if self.at_end and self.final_step != trainer.global_step:
             self.run(trainer, pl_module.to(trainer.strategy.root_device), final=True)
             self.final_step = trainer.global_step
+            for logger in trainer.loggers:  # the fit loop, which flushes them, has ended
+                logger.save()
 
     def run(self, trainer: L.Trainer, pl_module: GenerativeModule, final: bool = False) -> EvalResult | None:
         """Evaluate at this step (once per step; ``final``: the evaluation at the end of training,
