@@ -17,6 +17,11 @@ networks; for a GPU). Arguments after ``--`` go to train.py (any launcher, any o
 Writes <out> (default outputs/reproduce/<name>/<scale>/): runs/ (one folder per job), report.md,
 report.json (every run's metrics and the tables), and PNG figures. With --wandb the figures and
 tables are also logged to W&B (offline unless WANDB_MODE/--wandb-online say otherwise).
+
+Runs live in <out>, which is not under version control. ``--keep-records DIR`` copies each finished
+job's records (RECORD_FILES: configs, metrics, logs, logged rows, the last sample grid; no checkpoint)
+into DIR/runs/ and, on a relaunch, restores the kept jobs into <out> first, so they are not run again:
+commit DIR and a grid survives a fresh clone (``--report-only --out DIR`` redraws its report).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import math
 import os
 import re
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -491,6 +497,42 @@ def finished_jobs(out: Path) -> list[Path]:
     return sorted(p.parent.parent for p in (out / "runs").rglob(".hydra/overrides.yaml") if (p.parent.parent / "metrics.json").exists())
 
 
+# a finished job's files that its report reads (the last sample grid besides): no checkpoint
+RECORD_FILES = (".hydra/*.yaml", "metrics.json", "*.log", "csv/*.csv", "completion/metrics.json", "completion/images/*.png",
+                "ais_long_*/metrics.json")
+
+
+def record_files(job: Path) -> list[Path]:
+    """The files of a finished job that make up its record: RECORD_FILES and its last sample grid."""
+    grids = sorted((job / "images").glob("samples_step*.png"))
+    return [f for pattern in RECORD_FILES for f in sorted(job.glob(pattern))] + grids[-1:]
+
+
+def save_records(out: Path, keep: Path) -> None:
+    """Copy the record of every finished job of <out>/runs into <keep>/runs, unless <keep> holds it
+    already (every file there, the same metrics.json): a relaunch's log lines are not kept again."""
+    for job in finished_jobs(out):
+        files, kept = record_files(job), keep / "runs" / job.relative_to(out / "runs")
+        if all((kept / f.relative_to(job)).exists() for f in files) and \
+                (kept / "metrics.json").read_bytes() == (job / "metrics.json").read_bytes():
+            continue
+        for source in files:
+            (kept / source.relative_to(job)).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, kept / source.relative_to(job))
+
+
+def restore_records(keep: Path, out: Path) -> list[Path]:
+    """Copy every kept job into <out>/runs where <out> has no finished run of it (a relaunch then
+    skips it: skip_finished); returns the jobs restored."""
+    restored = []
+    for job in finished_jobs(keep):
+        target = out / "runs" / job.relative_to(keep / "runs")
+        if not (target / "metrics.json").exists():
+            shutil.copytree(job, target, dirs_exist_ok=True)
+            restored.append(target)
+    return restored
+
+
 def for_each_finished_job(out: Path, sub: str, command: Callable[[Path], list[str] | None], log_name: str) -> list[str]:
     """Run ``command(job)`` (a script's arguments; None skips the job) for every finished job of the
     grid that has no <job>/<sub>/metrics.json yet, writing into <job>/<sub>/: a relaunch runs only the
@@ -664,20 +706,30 @@ def main() -> None:
                         help="also evaluate every encoder-free run by AIS from the prior at K distributions (and K/2)")
     parser.add_argument("--long-ais-where", nargs="*", default=[], metavar="KEY=VALUE",
                         help="only the runs with these overrides, e.g. seed=0 precond=adam")
+    parser.add_argument("--keep-records", type=Path, metavar="DIR",
+                        help="keep each finished job's records in DIR/runs (no checkpoints; commit DIR) and restore them on a relaunch")
     argv = sys.argv[1:]
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []  # for train.py
     args = parser.parse_args(argv[: len(argv) - len(extra) - (1 if extra or "--" in argv else 0)])
     out = (args.out or ROOT / "outputs" / "reproduce" / args.name / args.scale).resolve()
     cmds = commands(args.name, args.scale, extra, out)
-    if not args.report_only:
-        run(cmds, out)
+    keep = args.keep_records.resolve() if args.keep_records else None
+    if keep and keep != out:
+        print(f"{len(restore_records(keep, out))} finished jobs restored from {keep / 'runs'}", flush=True)
     failed = []
-    if not args.report_only and EXPERIMENTS[args.name].completions:
-        failed += complete_runs(EXPERIMENTS[args.name], args.scale, out)
-    if not args.report_only and args.long_ais:
-        failed += long_ais_runs(args.long_ais, args.long_ais_where, out)
+    try:
+        if not args.report_only:
+            run(cmds, out)
+        if not args.report_only and EXPERIMENTS[args.name].completions:
+            failed += complete_runs(EXPERIMENTS[args.name], args.scale, out)
+        if not args.report_only and args.long_ais:
+            failed += long_ais_runs(args.long_ais, args.long_ais_where, out)
+    finally:  # the jobs that finished are kept also when a later one failed
+        if keep and keep != out:
+            save_records(out, keep)
     flags = [*(["--long-ais", str(args.long_ais)] if args.long_ais else []),
-             *(["--long-ais-where", *args.long_ais_where] if args.long_ais_where else [])]
+             *(["--long-ais-where", *args.long_ais_where] if args.long_ais_where else []),
+             *(["--keep-records", str(keep.relative_to(ROOT) if keep.is_relative_to(ROOT) else keep)] if keep else [])]
     write_report(args.name, args.scale, cmds, extra, out, args.wandb, flags)
     print((out / "report.md").read_text())
     print(f"report written to {out / 'report.md'}")

@@ -4,6 +4,7 @@ are the runs' own metrics."""
 from __future__ import annotations
 
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -152,6 +153,25 @@ def test_a_relaunched_grid_runs_only_the_jobs_that_did_not_finish(tmp_path):
     assert {"eval.likelihood.num_examples=32", "eval.ais.chains=2", "eval.ais.num_distributions=8"} <= set(command)
     assert "skip_finished=true: " in (tmp_path / "runs" / "1" / "lpc_vs_vae.log").read_text()
     assert [row["runs"] for row in report["table"]] == [1, 1]
+
+
+def test_kept_records_survive_a_fresh_clone_and_rebuild_the_report(tmp_path):
+    """--keep-records: each finished job's record (no checkpoint) is copied into DIR/runs; a relaunch
+    into an empty --out (a fresh clone) restores it, runs nothing again, and reports the same table,
+    as does --report-only --out DIR."""
+    out, keep = tmp_path / "out", tmp_path / "kept"
+    first = reproduce("lpc_vs_vae", out, "--keep-records", str(keep), "--", "method=lpc,vae")
+    assert sorted(p.parent.name for p in keep.glob("runs/*/metrics.json")) == ["0", "1"]
+    assert not list(keep.rglob("*.ckpt")) and len(list(keep.glob("runs/*/images/samples_step*.png"))) == 2
+    assert all((keep / "runs" / job / "csv" / "metrics.csv").exists() for job in ("0", "1"))
+    shutil.rmtree(out)  # a fresh clone: the git-ignored outputs are gone, the committed records are not
+    again = reproduce("lpc_vs_vae", out, "--keep-records", str(keep), "--", "method=lpc,vae")
+    assert all("skip_finished=true: " in (out / "runs" / job / "lpc_vs_vae.log").read_text() for job in ("0", "1"))
+    assert not list(out.rglob("*.ckpt"))  # nothing trained again
+    assert again["table"] == first["table"] and "--keep-records" in again["commands"][0]
+    assert "skip_finished" not in (keep / "runs" / "0" / "lpc_vs_vae.log").read_text()  # the record as it finished
+    redrawn = reproduce("lpc_vs_vae", keep, "--report-only")
+    assert redrawn["table"] == first["table"] and (keep / "samples.png").exists()
 
 
 @pytest.mark.skipif(not SHARED_MNIST_T10K.exists(), reason="needs ../shared/data/mnist-t10k")
