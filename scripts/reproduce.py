@@ -362,24 +362,21 @@ def report_table(rows: list[dict]) -> str:
 
 def plot_curves(runs: list[dict], experiment: Experiment, out: Path) -> list[Path]:
     """Log-likelihood bound and FD against SGD iterations, decoder-gradient evaluations and
-    wall-clock, one line per group (mean over repeats at each evaluation)."""
+    wall-clock, one line per group (mean over repeats at each evaluation, a band of ± one sample
+    standard deviation where there are several)."""
     figures = []
     for metric in (CURVE, "fd"):
         fig, axes = plt.subplots(1, 3, figsize=(15, 4))
         drawn = False
         for name, members in grouped(runs, experiment).items():
-            points: dict[int, list[dict]] = {}
-            for run in members:
-                for p in run["curves"]:
-                    if p[metric] is not None:
-                        points.setdefault(p["step"], []).append(p)
-            if not points:
+            curve = mean_curve(members, metric)
+            if curve is None:
                 continue
-            steps = sorted(points)
+            label = f"{name} ({curve['repeats']} run{'s' * (curve['repeats'] > 1)})"
             for ax, axis in zip(axes, ("step", "decoder_evals", "seconds")):
-                xs = [statistics.fmean(p[axis] for p in points[s]) for s in steps]
-                ys = [statistics.fmean(p[metric] for p in points[s]) for s in steps]
-                ax.plot(xs, ys, marker="o", label=name)
+                line, = ax.plot(curve[axis], curve["mean"], marker="o", label=label)
+                if curve["repeats"] > 1:
+                    ax.fill_between(curve[axis], curve["low"], curve["high"], color=line.get_color(), alpha=0.15, linewidth=0)
             drawn = True
         if not drawn:
             plt.close(fig)
@@ -395,6 +392,25 @@ def plot_curves(runs: list[dict], experiment: Experiment, out: Path) -> list[Pat
         plt.close(fig)
         figures.append(path)
     return figures
+
+
+def mean_curve(members: list[dict], metric: str) -> dict[str, list[float] | int] | None:
+    """One group's curve of ``metric``: at each evaluation step the mean over its repeats, the band
+    mean ± one sample standard deviation (the mean alone at a step with one repeat), and the mean
+    step, decoder evaluations and seconds; ``repeats`` is the most repeats at any step. None if no run has it."""
+    points: dict[int, list[dict]] = {}
+    for run in members:
+        for p in run["curves"]:
+            if p[metric] is not None:
+                points.setdefault(p["step"], []).append(p)
+    if not points:
+        return None
+    steps = sorted(points)
+    mean = [statistics.fmean(p[metric] for p in points[s]) for s in steps]
+    sd = [statistics.stdev(p[metric] for p in points[s]) if len(points[s]) > 1 else 0.0 for s in steps]
+    return {"mean": mean, "low": [m - d for m, d in zip(mean, sd)], "high": [m + d for m, d in zip(mean, sd)],
+            "repeats": max(len(points[s]) for s in steps),
+            **{axis: [statistics.fmean(p[axis] for p in points[s]) for s in steps] for axis in ("step", "decoder_evals", "seconds")}}
 
 
 def plot_against_x(rows: list[dict], experiment: Experiment, out: Path) -> list[Path]:

@@ -216,3 +216,16 @@ def test_a_relaunched_grid_continues_an_interrupted_job_from_its_checkpoint(tmp_
     assert {k: again[k] for k in final if k.startswith("eval/")} == {k: v for k, v in final.items() if k.startswith("eval/")}
     # and its curves still end at that evaluation (the CSV logger is flushed after it)
     assert [point["step"] for point in load_script("reproduce").read_curves(job / "csv" / "metrics.csv", again)] == [3, 6]
+
+
+def test_a_curve_is_the_mean_over_repeats_with_a_band_of_one_standard_deviation():
+    """Two seeds logged at steps 1 and 2, the second seed's step 2 missing: the mean and band at
+    step 1 over both, at step 2 the one run alone (no band); the axes are the runs' mean."""
+    point = lambda step, fd, seconds: {"step": step, "decoder_evals": 10 * step, "seconds": seconds, "fd": fd, "iwae": None}  # noqa: E731
+    runs = [{"curves": [point(1, 4.0, 1.0), point(2, 3.0, 2.0)]}, {"curves": [point(1, 6.0, 3.0)]}]
+    curve = load_script("reproduce").mean_curve(runs, "fd")
+    assert curve["step"] == [1, 2] and curve["decoder_evals"] == [10, 20] and curve["seconds"] == [2.0, 2.0]
+    assert curve["mean"] == [5.0, 3.0] and curve["repeats"] == 2
+    sd = 2 ** 0.5  # the sample standard deviation of 4 and 6
+    assert curve["low"] == pytest.approx([5.0 - sd, 3.0]) and curve["high"] == pytest.approx([5.0 + sd, 3.0])
+    assert load_script("reproduce").mean_curve(runs, "iwae") is None
