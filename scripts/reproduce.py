@@ -121,11 +121,12 @@ class Experiment:
     methods: list[str] = field(default_factory=list)  # tuned: one Optuna study per method
     bias_table: bool = False  # ula_vs_mala: the exact-target bias of scripts/sampler_bias.py
     completions: list[str] = field(default_factory=list)  # masks: scripts/complete.py on every finished run
+    paired: str | None = None  # a group, e.g. "method=lpc": every other group's differences to it, seed by seed
 
 
 EXPERIMENTS = {
-    "lpc_vs_vae": Experiment(["method"], curves=True, samples=True),
-    "warmstart_objectives": Experiment(["method"], curves=True, samples=True),
+    "lpc_vs_vae": Experiment(["method"], curves=True, samples=True, paired="method=lpc"),
+    "warmstart_objectives": Experiment(["method"], curves=True, samples=True, paired="method=lpc"),
     "step_size_robustness": Experiment(["precond", "step_size"], x="step_size"),
     "ula_vs_mala": Experiment(["sampler", "step_size"], x="step_size", bias_table=True),
     "tuned": Experiment(["method"], methods=["lpc", "lpc_jeffreys", "pc", "vae"]),
@@ -358,6 +359,42 @@ def report_table(rows: list[dict]) -> str:
         columns.insert(columns.index("log_likelihood") + 1, "estimator")
     cells = lambda r: [r["estimator"] or "" if m == "estimator" else cell(r, m) for m in columns]  # noqa: E731
     return markdown_table(["group", "runs (failed)", *columns], ([r["group"], f"{r['runs']} ({r['failed']})", *cells(r)] for r in rows))
+
+
+PAIRED = ("log_likelihood", "ais_prior", "fd", "kid")  # the metrics compared seed by seed
+
+
+def paired_differences(runs: list[dict], experiment: Experiment) -> list[dict]:
+    """Each group against ``experiment.paired``, seed by seed: for every metric of PAIRED, the
+    differences (group − reference) over the seeds both finished, their mean and sample standard
+    deviation, the number of pairs and how many are above 0. Runs with one seed share the data order
+    and the seed of every random draw, so the spread of the differences is the seed-to-seed spread
+    of the comparison itself."""
+    groups = grouped(runs, experiment)
+    reference = {r["overrides"].get("seed"): r["summary"] for r in groups.get(experiment.paired, []) if r["summary"]}
+    rows = []
+    for name, members in groups.items():
+        if name == experiment.paired or not reference:
+            continue
+        row = {"group": name}
+        for metric in PAIRED:
+            diffs = [m["summary"][metric] - ref[metric] for m in members
+                     if m["summary"] and (ref := reference.get(m["overrides"].get("seed")))
+                     and m["summary"][metric] is not None and ref[metric] is not None]
+            row[metric] = {"mean": statistics.fmean(diffs), "std": statistics.stdev(diffs) if len(diffs) > 1 else 0.0,
+                           "pairs": len(diffs), "above": sum(d > 0 for d in diffs)} if diffs else None
+        rows.append(row)
+    return rows
+
+
+def paired_markdown(rows: list[dict], reference: str) -> list[str]:
+    """The report's lines for ``paired_differences``: one row per group, a column per metric."""
+    metrics = [m for m in PAIRED if any(r[m] for r in rows)]
+    cell = lambda d: "" if d is None else f"{d['mean']:+.4g} ± {d['std']:.2g} ({d['above']}/{d['pairs']} > 0)"  # noqa: E731
+    return [f"Differences to {reference}, seed by seed (group − {reference}; mean ± sample standard deviation over "
+            "the seeds both finished, and how many of those differences are above 0; higher log-likelihoods and "
+            "lower distances are better):", "",
+            markdown_table(["group", *(f"Δ {m}" for m in metrics)], ([r["group"], *(cell(r[m]) for m in metrics)] for r in rows)), ""]
 
 
 def plot_curves(runs: list[dict], experiment: Experiment, out: Path) -> list[Path]:
@@ -651,13 +688,14 @@ def write_report(name: str, scale: str, cmds: list[list[str]], extra: list[str],
         figures += plot_completions(runs, experiment, out)
     best = tuned_best(out, study_methods(experiment, scale)) if experiment.methods else []
     bias = exact_target_bias(rows, scale) if experiment.bias_table else []
+    paired = paired_differences(runs, experiment) if experiment.paired else []
     report = {
         "experiment": name, "scale": scale, "commit": commit(), "machine": machine(),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "commands": [shlex.join(["python", "scripts/reproduce.py", name, "--scale", scale, *(flags or []),
                                  *(["--", *extra] if extra else [])]),
                      *(shlex.join(["python", *(a.replace(f"{ROOT}/", "") for a in c[1:])]) for c in cmds)],
-        "table": rows, "best_trials": best, "exact_target_bias": bias, "figures": [f.name for f in figures],
+        "table": rows, "paired": paired, "best_trials": best, "exact_target_bias": bias, "figures": [f.name for f in figures],
         "runs": [{k: v for k, v in r.items() if k != "curves"} for r in runs],
     }
     (out / "report.json").write_text(json.dumps(report, indent=2, default=str))
@@ -673,6 +711,7 @@ def write_report(name: str, scale: str, cmds: list[list[str]], extra: list[str],
         f"`fd` (the Frechet distance), `kid` and PRDC (precision, recall, density, coverage) are in: {', '.join(spaces) or 'n/a'}.", "",
         report_table(rows), "",
         *failures(runs, experiment),
+        *(paired_markdown(paired, experiment.paired) if paired else []),
         markdown_table(["metric", "meaning"], ((m, LABELS[m]) for m in table_columns(rows))), "",
     ]
     if best:

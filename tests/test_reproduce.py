@@ -169,6 +169,8 @@ def test_kept_records_survive_a_fresh_clone_and_rebuild_the_report(tmp_path):
     assert all("skip_finished=true: " in (out / "runs" / job / "lpc_vs_vae.log").read_text() for job in ("0", "1"))
     assert not list(out.rglob("*.ckpt"))  # nothing trained again
     assert again["table"] == first["table"] and "--keep-records" in again["commands"][0]
+    assert [row["group"] for row in again["paired"]] == ["method=vae"] and again["paired"][0]["fd"]["pairs"] == 1
+    assert "Differences to method=lpc, seed by seed" in (out / "report.md").read_text()
     assert "skip_finished" not in (keep / "runs" / "0" / "lpc_vs_vae.log").read_text()  # the record as it finished
     redrawn = reproduce("lpc_vs_vae", keep, "--report-only")
     assert redrawn["table"] == first["table"] and (keep / "samples.png").exists()
@@ -229,3 +231,22 @@ def test_a_curve_is_the_mean_over_repeats_with_a_band_of_one_standard_deviation(
     sd = 2 ** 0.5  # the sample standard deviation of 4 and 6
     assert curve["low"] == pytest.approx([5.0 - sd, 3.0]) and curve["high"] == pytest.approx([5.0 + sd, 3.0])
     assert load_script("reproduce").mean_curve(runs, "iwae") is None
+
+
+def test_paired_differences_compare_each_group_to_the_reference_seed_by_seed():
+    """VAE − LPC on the seeds both finished (seed 2's LPC failed, seed 3 has no VAE): the mean and
+    spread of the per-seed differences, and how many are above 0."""
+    script = load_script("reproduce")
+    summary = lambda ll, fd: {"log_likelihood": ll, "ais_prior": ll - 1, "fd": fd, "kid": None}  # noqa: E731
+    run = lambda method, seed, s: {"overrides": {"method": method, "seed": seed}, "summary": s}  # noqa: E731
+    runs = [run("lpc", "0", summary(-100.0, 5.0)), run("lpc", "1", summary(-120.0, 6.0)), run("lpc", "2", None),
+            run("lpc", "3", summary(-90.0, 4.0)),
+            run("vae", "0", summary(-90.0, 6.0)), run("vae", "1", summary(-114.0, 6.5)), run("vae", "2", summary(-80.0, 1.0))]
+    experiment = script.EXPERIMENTS["lpc_vs_vae"]
+    (row,) = script.paired_differences(runs, experiment)
+    assert row["group"] == "method=vae" and row["kid"] is None
+    assert row["log_likelihood"] == pytest.approx({"mean": 8.0, "std": 2 ** 0.5 * 2, "pairs": 2, "above": 2})
+    assert row["fd"] == pytest.approx({"mean": 0.75, "std": 0.25 * 2 ** 0.5, "pairs": 2, "above": 2})
+    lines = "\n".join(script.paired_markdown([row], experiment.paired))
+    assert "| method=vae | +8 ± 2.8 (2/2 > 0) | +8 ± 2.8 (2/2 > 0) | +0.75 ± 0.35 (2/2 > 0) |" in lines
+    assert "Δ kid" not in lines
