@@ -21,6 +21,7 @@ from lpc.build import build, instantiate_checked, instantiate_dict
 from lpc.callbacks.evaluation import PeriodicEvaluation
 from lpc.checkpoints import check_resumable
 from lpc.errors import ConfigError, DivergenceError
+from lpc.provenance import commit, machine
 from lpc.resume import keep_csv_history, resume_checkpoint
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     The metrics are also written to ``<output_dir>/metrics.json`` (by rank 0), with the step count,
     the update counts (``GenerativeModule.update_counts``) and ``estimators`` (which estimate
-    ``eval/log_likelihood`` is, e.g. ``eval/ais_prior``); then ``check_updates`` runs.
+    ``eval/log_likelihood`` is, e.g. ``eval/ais_prior``) and ``provenance`` (the commit and machine the
+    run trained at, which a report drawn later elsewhere cannot know); then ``check_updates`` runs.
     """
     L.seed_everything(resolve_seed(cfg), workers=True)  # before the model exists: its initial weights follow the seed
     set_tf32(bool(cfg.get("tf32", False)))
@@ -147,7 +149,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if trainer.is_global_zero:
         out = Path(cfg.paths.output_dir) / "metrics.json"
         estimators = {k: v for cb in callbacks if isinstance(cb, PeriodicEvaluation) for k, v in cb.estimators.items()}
-        summary = {"global_step": trainer.global_step, **model.update_counts, **metrics, "estimators": estimators}
+        summary = {"global_step": trainer.global_step, **model.update_counts, **metrics, "estimators": estimators,
+                   "provenance": {"commit": commit(), "machine": machine()}}
         out.write_text(json.dumps(summary, indent=2, sort_keys=True))
         log.info("metrics written to %s", out)
     check_updates(cfg, model.update_counts, trainer.global_step, trainer.is_global_zero)

@@ -208,6 +208,18 @@ def summarise(metrics: dict) -> dict[str, float | None]:
     }
 
 
+def provenance_lines(runs: list[dict], report: dict) -> list[str]:
+    """The report's commit and machine lines: the runs' own (their metrics.json's ``provenance``) beside
+    the report's, which differ where a report is drawn later (--report-only) or from kept records."""
+    recorded = [r["metrics"]["provenance"] for r in runs if r["metrics"] and "provenance" in r["metrics"]]
+    unrecorded = f" ({n} runs without a record of theirs)" if (n := sum(bool(r["metrics"]) for r in runs) - len(recorded)) else ""
+    if not recorded:
+        return [f"- commit: {report['commit']}", f"- machine: {report['machine']} (the report's){unrecorded}"]
+    listed = lambda key: "; ".join(sorted({p[key] for p in recorded}))  # noqa: E731
+    return [f"- commit: the runs at {listed('commit')}{unrecorded}; the report drawn at {report['commit']}",
+            f"- machine: the runs on {listed('machine')}{unrecorded}"]
+
+
 def read_overrides(job: Path) -> dict[str, str]:
     path = job / ".hydra" / "overrides.yaml"
     items = yaml.safe_load(path.read_text()) if path.exists() else []
@@ -702,7 +714,7 @@ def write_report(name: str, scale: str, cmds: list[list[str]], extra: list[str],
     spaces = sorted({r["fd_space"] for r in rows if r["fd_space"]})
     lines = [
         f"# {name} ({scale} scale)", "",
-        f"- date: {report['date']}", f"- commit: {report['commit']}", f"- machine: {report['machine']} per run",
+        f"- date: {report['date']}", *provenance_lines(runs, report),
         f"- runs: {sum(not r['unfinished'] for r in runs)} ({sum(r['error'] is not None for r in runs)} failed, e.g. "
         f"diverged){f'; {n} not finished' if (n := sum(r['unfinished'] for r in runs)) else ''}", "",
         "Commands (from the repository root; the first runs the rest and writes this report):", "", "```bash",

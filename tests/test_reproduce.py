@@ -41,6 +41,10 @@ def test_every_experiment_runs_at_tiny_scale_and_writes_its_report(tmp_path, nam
     assert {p.name for p in (tmp_path / name).glob("*.png")} == FIGURES[name]
     text = (tmp_path / name / "report.md").read_text()
     assert report["commit"] in text and "python train.py -m experiment=" + name in text
+    # each run records the commit and machine it trained at, and the report names them beside its own
+    assert all(run["metrics"]["provenance"]["commit"] == report["commit"] for run in report["runs"] if run["metrics"])
+    assert f"- commit: the runs at {report['commit']}; the report drawn at {report['commit']}" in text
+    assert f"- machine: the runs on {report['runs'][0]['metrics']['provenance']['machine']}" in text
     assert "digits_cnn features (offline, not FID)" in text  # no Inception weights here: named as what it is
     assert all(row["failed"] == 0 for row in report["table"])
     # the headline likelihood is AIS (run at the end), named, with its checks and the IWAE bound beside it
