@@ -152,7 +152,7 @@ def complete_checkpoint(cfg: DictConfig) -> dict[str, Any]:
     device = torch.device("cuda" if torch.cuda.is_available() and cfg.get("device", "auto") != "cpu" else "cpu")
     datamodule, model = restore(run, ckpt, cfg.ckpt_path, device)
     model.eval()
-    test_set = datamodule.val_set
+    test_set = datamodule.test_set
     if cfg.num_images > len(test_set):
         raise ConfigError(f"num_images={cfg.num_images} but the test split has {len(test_set)} images; lower num_images")
     if run.get("seed") is not None:

@@ -52,8 +52,9 @@ WANDB_OWN = {WALL, "Group"}  # what W&B supplies itself, not a run
 ENERGY_TRACE = "val/energy_trace"  # lpc.methods.lpc via lpc.loggers.log_line; W&B keeps its table as <key>_table
 ENERGY_TRACE_COLUMNS = {"x": "step", "y": "energy"}
 IWAE_K = (10, 100)  # eval.likelihood.k of configs/eval/default.yaml, but k = 1 (the ELBO)
-LOG_LIKELIHOOD = "eval/log_likelihood"  # the one final metric every method logs (tuning and sweeps compare it)
-FD = r"^eval/(fid|fd_.+)$"  # Inception's FID, or FD_<net> in an in-domain network's features
+LOG_LIKELIHOOD = "val/log_likelihood"  # the validation metric every method logs (tuning and sweeps compare it)
+TEST_LOG_LIKELIHOOD = "test/log_likelihood"  # the test split's, scored once at the end (never compared to choose)
+FD = r"^val/(fid|fd_.+)$"  # Inception's FID, or FD_<net> in an in-domain network's features
 SWEPT = {"step_size": ("step size", True), "num_steps": ("T (num_steps)", False),
          "model.optimizer.lr": ("learning rate", True)}  # config key: (label, log scale)
 COST = ("cost/decoder_evals", "cost/encoder_evals")
@@ -67,13 +68,13 @@ def both(name: str) -> tuple[str, str]:
 
 
 def bounds(proposal: str) -> tuple[str, ...]:
-    """The ELBO and IWAE_k of the evaluation's proposal q."""
-    return f"eval/elbo_{proposal}", *(f"eval/iwae{k}_{proposal}" for k in IWAE_K)
+    """The ELBO and IWAE_k of the validation evaluation's proposal q."""
+    return f"val/elbo_{proposal}", *(f"val/iwae{k}_{proposal}" for k in IWAE_K)
 
 
 def in_every_space(name: str) -> str:
-    """A regex for ``eval/<name>`` in every feature space: Inception's plain name, ``<name>_<net>`` otherwise."""
-    return rf"^eval/{name}(_.+)?$"
+    """A regex for ``val/<name>`` in every feature space: Inception's plain name, ``<name>_<net>`` otherwise."""
+    return rf"^val/{name}(_.+)?$"
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,7 @@ SECTIONS: dict[str, tuple[Chart, ...]] = {
         ENERGY_ENDS,
         line("reconstruction MSE", *both("recon_mse")),
         ELBO,
-        line("VAE: the ELBO's terms", *both("log_likelihood"), *both("kl"), logged_by=("vae",)),
+        line("VAE: the ELBO's terms", *both("recon_log_prob"), *both("kl"), logged_by=("vae",)),
         ENCODER_LOSS,
     ),
     "cost": (
@@ -163,21 +164,26 @@ SECTIONS: dict[str, tuple[Chart, ...]] = {
         LOG_LIKELIHOOD_WALL,
         line("its estimators from the chain's proposal: ELBO, IWAE_k", *bounds("chain"), logged_by=LANGEVIN),
         line("its estimators from the encoder's proposal: ELBO, IWAE_k", *bounds("encoder"), logged_by=ENCODER),
-        line("AIS estimate from the prior (eval=ais)", "eval/ais_prior"),
-        line("AIS estimate from the encoder (eval=ais)", "eval/ais_encoder", logged_by=ENCODER),
-        line("AIS from the prior: the weights' ESS", "eval/ais_prior_ess"),
-        line("AIS from the prior: acceptance", "eval/ais_prior_accept"),
+        line("AIS estimate from the prior (eval=ais)", "val/ais_prior"),
+        line("AIS estimate from the encoder (eval=ais)", "val/ais_encoder", logged_by=ENCODER),
+        line("AIS from the prior: the weights' ESS", "val/ais_prior_ess"),
+        line("AIS from the prior: acceptance", "val/ais_prior_accept"),
         line("AIS from the prior, shorter (eval.ais.check_distributions): converged if it matches",
-             regex=r"^eval/ais[0-9]+_prior$"),
-        line("BDMC gap, of the best start and of the prior", "eval/bdmc_gap", "eval/bdmc_gap_prior"),
-        line("BDMC bounds from the prior", "eval/bdmc_lower_prior", "eval/bdmc_upper_prior"),
-        line("bits/dim of the log-likelihood", "eval/bpd"),
-        line("bits/dim of each proposal", regex=r"^eval/bpd_.+$"),
+             regex=r"^val/ais[0-9]+_prior$"),
+        line("BDMC gap, of the best start and of the prior", "val/bdmc_gap", "val/bdmc_gap_prior"),
+        line("BDMC bounds from the prior", "val/bdmc_lower_prior", "val/bdmc_upper_prior"),
+        line("bits/dim of the log-likelihood", "val/bpd"),
+        line("bits/dim of each proposal", regex=r"^val/bpd_.+$"),
         FD_CURVE,
         FD_WALL,
         line("KID and its std over subsets, every feature space", regex=in_every_space("kid")),
         *(line(f"{name}, every feature space", regex=in_every_space(name))
           for name in ("precision", "recall", "density", "coverage")),
+    ),
+    "test": (
+        scatter("test log-likelihood (scored once, at the end) against the validation one", wr.SummaryMetric(LOG_LIKELIHOOD),
+                TEST_LOG_LIKELIHOOD),
+        line("test split, scored once: Frechet distance and its reference points", regex=r"^test/(reference/.+/)?(fid|fd_.+)$"),
     ),
     "sampler": (
         ACCEPT,

@@ -1,4 +1,5 @@
-"""Evaluating a finished run from its checkpoint (``scripts/evaluate.py``)."""
+"""Evaluating a finished run from its checkpoint (``scripts/evaluate.py``): the test split by
+default, or the validation split (``split=val``) for choices such as AIS's settings."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import lpc.resolvers  # noqa: F401 - the configs' ${lpc.*:} resolvers
 from lpc.build import build, instantiate_checked, instantiate_dict
 from lpc.callbacks.images import write_grids
 from lpc.checkpoints import check_state_dict, read_checkpoint
-from lpc.evaluation import Evaluator, stack_images
+from lpc.evaluation import TRAINED_SIGMA, Evaluator, stack_images
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,18 @@ log = logging.getLogger(__name__)
 def key_overrides(task_overrides: list[str], roots: tuple[str, ...]) -> list[str]:
     """The command-line ``key=value`` overrides whose key starts with one of ``roots``."""
     return [o for o in task_overrides if "=" in o and o.split("=", 1)[0].split(".")[0] in roots]
+
+
+def trained_before_validation_split(ckpt: dict[str, Any]) -> bool:
+    """Whether the checkpoint's run trained before data modules held out a validation split
+    (its saved ``data`` config has no ``val_size``): it trained on every image of the training
+    split, the validation images of today's split included (its test split is the same)."""
+    return "val_size" not in ckpt.get("hyper_parameters", {}).get("data", {})
+
+
+PRE_SPLIT = ("this checkpoint was trained before lpc held out a validation split: its training saw the images that "
+             "are now the validation split, so its sigma fit (and any split=val number) is on images it trained on; "
+             "the test split is the same as then, and unseen")
 
 
 def run_config(cfg: DictConfig, ckpt: dict[str, Any]) -> DictConfig:
@@ -41,7 +54,7 @@ def run_config(cfg: DictConfig, ckpt: dict[str, Any]) -> DictConfig:
 
 
 def restore(run: DictConfig, ckpt: dict[str, Any], ckpt_path: str, device: torch.device) -> tuple[Any, Any]:
-    """The datamodule (test split set up) and the trained model of a checkpoint, on ``device``,
+    """The datamodule (its splits set up) and the trained model of a checkpoint, on ``device``,
     built from ``run`` (its saved config, e.g. from ``run_config``)."""
     datamodule, model = build(run)
     check_state_dict(model, ckpt, ckpt_path)
@@ -52,21 +65,29 @@ def restore(run: DictConfig, ckpt: dict[str, Any], ckpt_path: str, device: torch
 
 
 def evaluate_checkpoint(cfg: DictConfig) -> dict[str, Any]:
-    """Evaluate ``cfg.ckpt_path``; write ``<output_dir>/metrics.json`` and sample grids; log to the
-    configured loggers. Returns the JSON's contents."""
+    """Evaluate ``cfg.ckpt_path`` on ``cfg.split`` (``test``, or ``val``); write
+    ``<output_dir>/metrics.json`` (metrics named ``<split>/<name>``) and sample grids; log to the
+    configured loggers; print the split, the fitted sigma and the headline log-likelihood. Returns
+    the JSON's contents."""
+    split = cfg.get("split", "test")
     ckpt = read_checkpoint(cfg.ckpt_path)
     run = run_config(cfg, ckpt)
     device = torch.device("cuda" if torch.cuda.is_available() and cfg.get("device", "auto") != "cpu" else "cpu")
     datamodule, model = restore(run, ckpt, cfg.ckpt_path, device)
+    notes = [PRE_SPLIT] if trained_before_validation_split(ckpt) else []
+    for note in notes:
+        log.warning("%s", note)
     evaluator: Evaluator = instantiate_checked(run.eval, "eval")
-    result = evaluator.evaluate(model, datamodule.val_set, datamodule.pixel_range, datamodule.dataset_id)
+    result = evaluator.evaluate_split(model, datamodule, split, final=True)
+    metrics = {f"{split}/{k}": v for k, v in sorted(result.metrics.items())}
     step = int(ckpt.get("global_step", 0))
     out_dir = Path(cfg.paths.output_dir)
     loggers = instantiate_dict(run.get("logger"), "logger")
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(run, resolve=True))
-        logger.log_metrics({f"eval/{k}": v for k, v in result.metrics.items()}, step=step)
-    x = stack_images(datamodule.val_set, 0, min(64, len(datamodule.val_set))).to(device)
+        logger.log_metrics(metrics, step=step)
+    images = datamodule.split(split)
+    x = stack_images(images, 0, min(64, len(images))).to(device)
     write_grids(model, x, out_dir / "images", step, datamodule.pixel_range, loggers)
     for logger in loggers:
         logger.finalize("success")
@@ -74,10 +95,35 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict[str, Any]:
         "ckpt_path": str(Path(cfg.ckpt_path).resolve()),
         "global_step": step,
         "method": run.model._target_,
-        "metrics": {f"eval/{k}": v for k, v in sorted(result.metrics.items())},
-        "estimators": {f"eval/{k}": f"eval/{v}" for k, v in result.estimators.items()},
+        "split": split,
+        "images": len(images),
+        "metrics": metrics,
+        "estimators": {f"{split}/{k}": f"{split}/{v}" for k, v in result.estimators.items()},
         "missing": result.errors,
+        "notes": notes,
     }
     (out_dir / "metrics.json").write_text(json.dumps(report, indent=2))
+    print(summary(report))
     log.info("evaluation written to %s", out_dir / "metrics.json")
     return report
+
+
+def summary(report: dict[str, Any]) -> str:
+    """What ``scripts/evaluate.py`` prints: the split it scored, the sigma and the headline log-likelihood."""
+    split, metrics = report["split"], report["metrics"]
+    lines = [f"scored the {split} split ({report['images']} images) of {report['ckpt_path']} (step {report['global_step']})"]
+    if f"{split}/sigma_fitted" in metrics:
+        lines.append(f"sigma fitted on the validation split: {metrics[f'{split}/sigma_fitted']:.4g} "
+                     f"(training left {metrics[f'{split}/sigma_trained']:.4g}; "
+                     f"{'converged' if metrics[f'{split}/sigma_fit_converged'] else 'NOT converged'} in "
+                     f"{metrics[f'{split}/sigma_fit_iterations']:.0f} EM iterations)")
+    headline = f"{split}/log_likelihood"
+    if headline in metrics:
+        at = " at the fitted sigma" if f"{split}/sigma_fitted" in metrics else ""
+        lines.append(f"{headline} = {metrics[headline]:.2f} nats ({report['estimators'][headline]}{at})")
+        for key in sorted(k for k in metrics if k.startswith(f"{split}/ais_") and k.count("_") == 1):
+            trained = metrics.get(key.replace(f"{split}/", f"{split}/{TRAINED_SIGMA}"))
+            beside = f"; {trained:.2f} at the training sigma" if trained is not None else ""
+            lines.append(f"{key} = {metrics[key]:.2f} nats{beside}")
+    lines += [f"note: {note}" for note in report["notes"]]
+    return "\n".join(lines)

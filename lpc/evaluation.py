@@ -1,16 +1,19 @@
-"""The evaluation every method shares: sample quality (Frechet distance and precision, recall,
-density, coverage of prior samples against the test split, in a feature network's space),
-likelihood bounds (ELBO and IWAE_k per proposal, bits per dimension) and annealed importance
-sampling (AIS from the prior and the encoder, with the BDMC gap), which judges every method's
-model by the same estimator whatever proposal the method has. Used during training by
-``lpc.callbacks.PeriodicEvaluation`` and standalone by ``scripts/evaluate.py``."""
+"""The evaluation every method shares, of one split (validation during training, test once at the
+end): sample quality (Frechet distance and precision, recall, density, coverage of prior samples
+against the split's images, in a feature network's space, with reference points), likelihood
+bounds (ELBO and IWAE_k per proposal, bits per dimension) and annealed importance sampling (AIS
+from the prior and the encoder, with the BDMC gap), which judges every method's model by the same
+estimator whatever proposal the method has; every likelihood at the scale sigma fitted on the
+validation split by the same rule for every method (``lpc.metrics.scale_fit``). Used during
+training by ``lpc.callbacks.PeriodicEvaluation`` and standalone by ``scripts/evaluate.py``."""
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -27,15 +30,22 @@ from lpc.metrics.features import ClassifierFeatures, FeaturesUnavailableError, I
 from lpc.metrics.frechet import frechet_distance
 from lpc.metrics.kid import kernel_distance
 from lpc.metrics.prdc import prdc
+from lpc.metrics.scale_fit import ScaleFit, fits_scale
 
 log = logging.getLogger(__name__)
+
+
+Generator = Callable[[int], Tensor]  # n -> a batch of n images in the data's pixel range
+SPLITS = ("val", "test")  # the splits an evaluation scores: its metrics are logged as <split>/<name>
+TRAINED_SIGMA = "trained_sigma/"  # the likelihoods again at the training sigma (final evaluations)
+REFERENCES = ("untrained_decoder", "training_images")  # sample quality's reference points: reference/<name>/<metric>
 
 
 @dataclass
 class SampleQuality:
     """Frechet distance, kernel distance (KID) and PRDC of ``num_samples`` prior samples (decoder
-    means) against up to ``num_samples`` test images, in the space of each of ``features`` (one or a
-    list; the same samples for all):
+    means) against up to ``num_samples`` images of the evaluated split, in the space of each of
+    ``features`` (one or a list; the same samples for all):
 
     - ``inception``: Inception-v3, the network of standard FID (``weights_path``/``download`` as in
       ``lpc.metrics.features.InceptionFeatures``); metrics ``fid``, ``kid``, ``precision``, ...
@@ -43,6 +53,11 @@ class SampleQuality:
       fits the data; ``lpc.metrics.features.ClassifierFeatures``); metrics ``fd_<name>``,
       ``kid_<name>``, ``precision_<name>``, ... after the network's card name;
     - or any factory () -> feature network (named by its ``name`` attribute).
+
+    ``references``: the final evaluation also scores two reference points with the same metrics,
+    so that a model's distance reads between "nothing learned" and "the data":
+    ``reference/untrained_decoder/<metric>`` (the model's architecture at a fresh initialisation)
+    and ``reference/training_images/<metric>`` (images of the training split in place of samples: the floor).
     """
 
     features: str | Callable[[], nn.Module] | Sequence[str | Callable[[], nn.Module]] = "inception"
@@ -55,6 +70,7 @@ class SampleQuality:
     download: bool = True
     classifier_path: str | None = None
     enabled: bool = True
+    references: bool = True
 
     def build_features(self, space: str | Callable[[], nn.Module], dataset: str, image_shape: tuple[int, ...]) -> nn.Module:
         if callable(space):
@@ -72,8 +88,8 @@ class SampleQuality:
 
 @dataclass
 class LikelihoodBounds:
-    """ELBO and IWAE_k on the first ``num_examples`` test images, for every k in ``k`` and every
-    proposal the method offers; bits/dim from the largest k."""
+    """ELBO and IWAE_k on the first ``num_examples`` images of the split, for every k in ``k`` and
+    every proposal the method offers; bits/dim from the largest k."""
 
     num_examples: int = 1000
     k: Sequence[int] = (1, 10, 100)
@@ -86,7 +102,7 @@ AIS_STARTS = ("prior", "encoder", "chain")
 
 @dataclass
 class AnnealedLikelihood(AIS):
-    """AIS estimates of log p(x) (``lpc.metrics.ais``) on the first ``num_examples`` test images,
+    """AIS estimates of log p(x) (``lpc.metrics.ais``) on the first ``num_examples`` images of the split,
     from each start in ``starts``: ``prior`` (p(z), every method), ``encoder`` (the method's
     q(z | x), where it has one) and ``chain`` (the diagonal Gaussian moment-matched to a Langevin
     chain's kept samples for x, where the method has chains: a start near the posterior for
@@ -96,7 +112,8 @@ class AnnealedLikelihood(AIS):
     ``bdmc_examples`` > 0, BDMC on that many examples simulated from the model
     (``bdmc_lower_<start>``, ``bdmc_upper_<start>``, ``bdmc_gap_<start>``). ``batch_size`` examples
     (times ``chains`` rows) go through the annealing at once. ``at_end_only``: skip AIS in the
-    periodic evaluations during training, run it at the end (and in ``scripts/evaluate.py``).
+    periodic (validation) evaluations during training, run it at the end on the test split (and in
+    ``scripts/evaluate.py``).
     ``progress``: a progress bar (on a terminal)."""
 
     enabled: bool = False
@@ -137,29 +154,33 @@ def to_unit(images: Tensor, pixel_range: tuple[float, float]) -> Tensor:
 
 
 class Evaluator:
-    """Evaluates a model on a test set. Each feature network is built on first use (or by
-    ``prepare``); one that cannot be (no Inception weights offline, no classifier for the data)
-    is reported missing, with the reason, once, and every other metric goes on. A classifier made
-    for other data is refused (``ConfigError``). ``features`` (``eval.features``: ``inception``,
-    ``classifier`` or both) sets ``fid.features`` when given."""
+    """Evaluates a model on one split of its data (``evaluate_split``: validation during training,
+    the test split once at the end; ``evaluate``: any dataset). Each feature network is built on
+    first use (or by ``prepare``); one that cannot be (no Inception weights offline, no classifier
+    for the data) is reported missing, with the reason, once, and every other metric goes on. A
+    classifier made for other data is refused (``ConfigError``). ``features`` (``eval.features``:
+    ``inception``, ``classifier`` or both) sets ``fid.features`` when given. ``sigma_fit``: how the
+    likelihood's scale is fitted on validation images before any likelihood is estimated."""
 
     def __init__(
         self, fid: SampleQuality, likelihood: LikelihoodBounds, seed: int = 0,
         features: str | Sequence[str] | None = None, ais: AnnealedLikelihood | None = None,
+        sigma_fit: ScaleFit | None = None,
     ):
         if features is not None:
             fid.features = features if isinstance(features, str) else list(features)
         self.fid = fid
         self.likelihood = likelihood
         self.ais = ais or AnnealedLikelihood(enabled=False)
+        self.sigma_fit = sigma_fit or ScaleFit()
         if self.ais.enabled and likelihood.enabled and self.ais.num_examples != likelihood.num_examples:
             raise ValueError(
                 f"eval.ais.num_examples={self.ais.num_examples} and eval.likelihood.num_examples={likelihood.num_examples} "
-                f"must be equal: log_likelihood picks the tightest of their estimates, which must be on the same test images")
+                f"must be equal: log_likelihood picks the tightest of their estimates, which must be on the same images")
         self.seed = seed
         self._features: dict[int, nn.Module] = {}  # by position in fid.spaces
         self._features_error: dict[int, str] = {}
-        self._real: dict[int, Tensor] = {}  # test-set features, computed once per space
+        self._real: dict[tuple[int, int], Tensor] = {}  # (space, id of the split) -> the split's features, computed once
 
     def prepare(self, dataset: str, image_shape: tuple[int, ...]) -> None:
         """Build the feature networks for this data now, so that a classifier made for other data
@@ -188,29 +209,31 @@ class Evaluator:
         return torch.cat([net(to_unit(b, pixel_range)).flatten(1).double() for b in batches])
 
     def sample_quality(
-        self, model: GenerativeModule, test_set: Dataset, pixel_range: tuple[float, float], dataset: str = ""
+        self, generate: Generator, device: torch.device, images: Dataset, pixel_range: tuple[float, float],
+        dataset: str = "", num_samples: int | None = None,
     ) -> tuple[dict[str, float], dict[str, str]]:
-        """The metrics of every feature space that is available, and why the others are missing
-        (keyed ``fid`` for Inception, ``fd_<space>`` otherwise)."""
-        shape = tuple(test_set[0][0].shape)
+        """The metrics of ``num_samples`` (default ``fid.num_samples``) images from ``generate``
+        against up to ``fid.num_samples`` of the split's ``images`` in every feature space that is
+        available, and why the others are missing (keyed ``fid`` for Inception, ``fd_<space>`` otherwise)."""
+        shape = tuple(images[0][0].shape)
         nets: dict[int, nn.Module] = {}
         errors: dict[str, str] = {}
         for i, space in enumerate(self.fid.spaces):
             try:
-                nets[i] = self.feature_network(i, model.device, dataset, shape)
+                nets[i] = self.feature_network(i, device, dataset, shape)
             except FeaturesUnavailableError as err:
                 errors["fid" if space == "inception" else f"fd_{getattr(space, '__name__', space)}"] = str(err)
         if not nets:
             return {}, errors
-        n, bs = self.fid.num_samples, self.fid.batch_size
-        samples = [model.generate(min(bs, n - i)) for i in range(0, n, bs)]  # the same samples in every space
+        n, bs = num_samples or self.fid.num_samples, self.fid.batch_size
+        samples = [generate(min(bs, n - i)) for i in range(0, n, bs)]  # the same samples in every space
         metrics: dict[str, float] = {}
         for i, net in nets.items():
-            if i not in self._real:
-                stop = min(n, len(test_set))
-                real_images = [stack_images(test_set, j, min(j + bs, stop)).to(model.device) for j in range(0, stop, bs)]
-                self._real[i] = self.extract(net, real_images, pixel_range)
-            real, fake = self._real[i], self.extract(net, samples, pixel_range)
+            if (i, id(images)) not in self._real:
+                stop = min(self.fid.num_samples, len(images))
+                real_images = [stack_images(images, j, min(j + bs, stop)).to(device) for j in range(0, stop, bs)]
+                self._real[i, id(images)] = self.extract(net, real_images, pixel_range)
+            real, fake = self._real[i, id(images)], self.extract(net, samples, pixel_range)
             name = getattr(net, "name", "features")
             suffix = "" if name == "inception" else f"_{name}"
             metrics["fid" if name == "inception" else f"fd_{name}"] = frechet_distance(real, fake)
@@ -219,13 +242,37 @@ class Evaluator:
             metrics.update({f"{k}{suffix}": v for k, v in prdc(real, fake, self.fid.prdc_k).items()})
         return metrics, errors
 
-    def likelihood_bounds(self, model: GenerativeModule, test_set: Dataset, pixel_range: tuple[float, float]) -> dict[str, float]:
+    def reference_points(self, model: GenerativeModule, images: Dataset, training: Dataset,
+                         pixel_range: tuple[float, float], dataset: str) -> dict[str, float]:
+        """Sample quality of the two reference points (``SampleQuality.references``), as
+        ``reference/<name>/<metric>``: the model's networks at a fresh initialisation (seeded by the
+        evaluation's seed) and up to ``fid.num_samples`` images of the training split, spread evenly
+        over it (fewer where it has fewer: the Frechet distance's small-sample bias then raises the floor)."""
+        untrained = copy.deepcopy(model.energy)
+        torch.manual_seed(self.seed)
+        for module in untrained.modules():
+            if hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+        count = min(len(training), self.fid.num_samples)
+        spread = iter(range(0, len(training) // count * count, len(training) // count))
+        generators: dict[str, tuple[Generator, int]] = {
+            "untrained_decoder": (lambda n: untrained.likelihood.mean(untrained.decode(untrained.prior.sample(n, model.device))),
+                                  self.fid.num_samples),
+            "training_images": (lambda n: torch.stack([training[next(spread)][0] for _ in range(n)]).to(model.device), count),
+        }
+        metrics = {}
+        for name, (generate, n) in generators.items():
+            found, _ = self.sample_quality(generate, model.device, images, pixel_range, dataset, n)
+            metrics.update({f"reference/{name}/{k}": v for k, v in found.items()})
+        return metrics
+
+    def likelihood_bounds(self, model: GenerativeModule, images: Dataset, pixel_range: tuple[float, float]) -> dict[str, float]:
         settings = self.likelihood
         k_max = max(settings.k)
-        n = min(settings.num_examples, len(test_set))
+        n = min(settings.num_examples, len(images))
         log_w: dict[str, list[Tensor]] = {}
         for start in range(0, n, settings.batch_size):
-            x = stack_images(test_set, start, min(start + settings.batch_size, n)).to(model.device)
+            x = stack_images(images, start, min(start + settings.batch_size, n)).to(model.device)
             for name, (mean, log_std) in model.proposals(x).items():
                 weights = importance_log_weights(lambda z: -model.energy(x, z), mean, log_std, k_max)
                 log_w.setdefault(name, []).append(weights)
@@ -236,14 +283,14 @@ class Evaluator:
             for k in sorted(set(settings.k) - {1}):
                 metrics[f"iwae{k}_{name}"] = iwae_bound(weights, k).mean().item()
             best = iwae_bound(weights, k_max)
-            metrics[f"bpd_{name}"] = bits_per_dim_of(model, test_set, pixel_range, best).mean().item()
+            metrics[f"bpd_{name}"] = bits_per_dim_of(model, images, pixel_range, best).mean().item()
         return metrics
 
-    def annealed_likelihood(self, model: GenerativeModule, test_set: Dataset) -> dict[str, float]:
+    def annealed_likelihood(self, model: GenerativeModule, images: Dataset) -> dict[str, float]:
         """AIS from each start the method offers on the test images (also at each length of
         ``check_distributions``), and BDMC on data simulated from the model."""
         settings = self.ais
-        n = min(settings.num_examples, len(test_set))
+        n = min(settings.num_examples, len(images))
         offered = {"prior": True, "encoder": model.amortised_encoder is not None, "chain": model.has_chain_proposal}
         starts = [s for s in settings.starts if offered[s]]
         runs = [(length, name) for length in [settings.num_distributions, *settings.check_distributions] for name in starts]
@@ -252,7 +299,7 @@ class Evaluator:
         with self.progress_bar("AIS", settings.passes * sum(k for k, _ in runs) * batches) as progress:
             for length, name in runs:
                 ais = replace(settings, num_distributions=length, check_distributions=())
-                parts = [self.ais_batch(model, ais, stack_images(test_set, i, min(i + ais.batch_size, n)).to(model.device),
+                parts = [self.ais_batch(model, ais, stack_images(images, i, min(i + ais.batch_size, n)).to(model.device),
                                         name, progress) for i in range(0, n, ais.batch_size)]
                 log_px, ess, accept = (torch.cat(t) for t in zip(*parts))
                 if length != settings.num_distributions:
@@ -303,39 +350,80 @@ class Evaluator:
         with tqdm(total=total, desc=what, unit="dist", disable=None if self.ais.progress else True, leave=False) as bar:
             yield lambda k: bar.update(1)
 
+    def evaluate_split(self, model: GenerativeModule, datamodule, split: str, final: bool) -> EvalResult:
+        """The evaluation of ``split`` (``val`` or ``test``) of a set-up ``lpc.data.ImageDataModule``:
+        sigma fitted on its validation split and, in a ``final`` evaluation, the reference points
+        from its training split."""
+        if split not in SPLITS:
+            raise ValueError(f"an evaluation scores one of {list(SPLITS)}, got {split!r}")
+        return self.evaluate(model, datamodule.split(split), datamodule.pixel_range, datamodule.dataset_id, final=final,
+                             validation=datamodule.val_set, training=datamodule.train_set if final else None)
+
     def evaluate(
-        self, model: GenerativeModule, test_set: Dataset, pixel_range: tuple[float, float], dataset: str = "",
-        final: bool = True,
+        self, model: GenerativeModule, images: Dataset, pixel_range: tuple[float, float], dataset: str = "",
+        final: bool = True, validation: Dataset | None = None, training: Dataset | None = None,
     ) -> EvalResult:
-        """All metrics, named without a prefix; the RNG state outside is left untouched. ``dataset``
-        names the data (``ImageDataModule.dataset_id``) for a classifier's card check; ``final=False``
-        (a periodic evaluation during training) skips AIS with ``eval.ais.at_end_only``."""
+        """All metrics of the model on ``images``, named without a prefix; the RNG state outside is
+        left untouched. ``dataset`` names the data (``ImageDataModule.dataset_id``) for a classifier's
+        card check. ``validation``: images to fit the likelihood's sigma on (``lpc.metrics.scale_fit``;
+        ``sigma_fitted``, ``sigma_trained``), at which every likelihood is then estimated. ``final``
+        (the end of training, or a checkpoint's evaluation; False: a periodic one) also runs what
+        runs only there: AIS with ``eval.ais.at_end_only``, every likelihood again at the training
+        sigma (``trained_sigma/<name>``, with ``eval.sigma_fit.report_trained``) and, given the
+        ``training`` images, the sample-quality reference points (``reference/...``)."""
         result = EvalResult()
         was_training = model.training
         model.eval()
         devices = [model.device] if model.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices), torch.no_grad():
-            torch.manual_seed(self.seed)
-            if self.likelihood.enabled:
-                bounds = self.likelihood_bounds(model, test_set, pixel_range)
-                result.metrics.update(bounds)
-                if not bounds:
-                    result.errors["likelihood"] = (
-                        "no proposal for likelihood bounds: the model has no encoder and its chain keeps fewer "
-                        "than 2 samples (lower sampler.thin or burn_in)"
-                    )
-            if self.ais.enabled and (final or not self.ais.at_end_only):
-                result.metrics.update(self.annealed_likelihood(model, test_set))
-            self.headline(result, model, test_set, pixel_range)
+            fitted = self.fit_scale(model, validation, result) if validation is not None else None
+            with model.likelihood.scale_at(fitted) if fitted is not None else nullcontext():
+                self.likelihoods(result, model, images, pixel_range, final)
+            if fitted is not None and final and self.sigma_fit.report_trained:
+                trained = EvalResult()
+                self.likelihoods(trained, model, images, pixel_range, final)
+                result.metrics.update({TRAINED_SIGMA + k: v for k, v in trained.metrics.items()})
+                result.estimators.update({TRAINED_SIGMA + k: TRAINED_SIGMA + v for k, v in trained.estimators.items()})
             if self.fid.enabled:
-                metrics, errors = self.sample_quality(model, test_set, pixel_range, dataset)
+                torch.manual_seed(self.seed)
+                metrics, errors = self.sample_quality(model.generate, model.device, images, pixel_range, dataset)
                 result.metrics.update(metrics)
                 result.errors.update(errors)
+                if final and training is not None and self.fid.references and metrics:
+                    result.metrics.update(self.reference_points(model, images, training, pixel_range, dataset))
         model.train(was_training)
         return result
 
+    def fit_scale(self, model: GenerativeModule, validation: Dataset, result: EvalResult) -> float | None:
+        """sigma fitted on the first ``eval.sigma_fit.num_examples`` validation images (None where the
+        likelihood has no scale to fit, or the fit is off); records it and the training sigma."""
+        if not (self.sigma_fit.enabled and fits_scale(model.energy)):
+            return None
+        torch.manual_seed(self.seed)
+        n = min(self.sigma_fit.num_examples, len(validation))
+        fit = self.sigma_fit.fit(model.energy, stack_images(validation, 0, n).to(model.device))
+        result.metrics.update(sigma_fitted=fit.sigma, sigma_trained=float(model.likelihood.sigma),
+                              sigma_fit_iterations=float(fit.iterations), sigma_fit_converged=float(fit.converged))
+        return fit.sigma
 
-    def headline(self, result: EvalResult, model: GenerativeModule, test_set: Dataset, pixel_range: tuple[float, float]) -> None:
+    def likelihoods(self, result: EvalResult, model: GenerativeModule, images: Dataset, pixel_range: tuple[float, float],
+                    final: bool) -> None:
+        """The likelihood bounds, AIS (where configured) and the headline ``log_likelihood``, each
+        from the evaluation's seed, at the likelihood's current sigma."""
+        torch.manual_seed(self.seed)
+        if self.likelihood.enabled:
+            bounds = self.likelihood_bounds(model, images, pixel_range)
+            result.metrics.update(bounds)
+            if not bounds:
+                result.errors["likelihood"] = (
+                    "no proposal for likelihood bounds: the model has no encoder and its chain keeps fewer "
+                    "than 2 samples (lower sampler.thin or burn_in)"
+                )
+        if self.ais.enabled and (final or not self.ais.at_end_only):
+            result.metrics.update(self.annealed_likelihood(model, images))
+        self.headline(result, model, images, pixel_range)
+
+    def headline(self, result: EvalResult, model: GenerativeModule, images: Dataset, pixel_range: tuple[float, float]) -> None:
         """``log_likelihood``: the tightest (largest) of the estimates, all lower bounds in expectation
         (AIS from each start, IWAE_kmax, or the ELBO for k = 1, of each proposal), and ``bpd`` from it;
         ``bdmc_gap``: the BDMC gap of the best AIS start. ``result.estimators`` names the estimate
@@ -352,15 +440,15 @@ class Evaluator:
             return
         best = max(candidates, key=metrics.__getitem__)
         metrics["log_likelihood"] = metrics[best]
-        metrics["bpd"] = bits_per_dim_of(model, test_set, pixel_range, torch.tensor(metrics[best])).item()
+        metrics["bpd"] = bits_per_dim_of(model, images, pixel_range, torch.tensor(metrics[best])).item()
         result.estimators["log_likelihood"] = best
 
 
-def bits_per_dim_of(model: GenerativeModule, test_set: Dataset, pixel_range: tuple[float, float], log_px: Tensor) -> Tensor:
-    """Bits per dimension of the test images from log p(x) (``lpc.metrics.elbo.bits_per_dim``): 8-bit
+def bits_per_dim_of(model: GenerativeModule, images: Dataset, pixel_range: tuple[float, float], log_px: Tensor) -> Tensor:
+    """Bits per dimension of the images from log p(x) (``lpc.metrics.elbo.bits_per_dim``): 8-bit
     bins of the pixel range for a density, none for a discrete likelihood."""
     bin_width = None if model.likelihood.discrete else (pixel_range[1] - pixel_range[0]) / 256
-    return bits_per_dim(log_px, math.prod(test_set[0][0].shape), bin_width)
+    return bits_per_dim(log_px, math.prod(images[0][0].shape), bin_width)
 
 
 def stack_images(dataset: Dataset, start: int, stop: int) -> Tensor:

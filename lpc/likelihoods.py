@@ -11,6 +11,8 @@ The Gaussian likelihoods share one scale sigma over all pixels, fixed or learned
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -149,6 +151,34 @@ class LocationScaleLikelihood(Likelihood):
     def sample(self, out: Tensor) -> Tensor:
         return self.mean(out) + self.sigma * torch.randn_like(out)
 
+    @torch.no_grad()
+    def best_scale(self, x: Tensor, mean: Tensor) -> Tensor:
+        """The sigma >= ``min_sigma`` that maximises sum_i log p(x_i | mean_i, sigma) over every pixel
+        of the given pairs (x and mean alike shaped): a golden-section search on log sigma over
+        [rmse / 30, 3 rmse], where the maximum of a unimodal scale likelihood lies for data whose bins
+        are narrow against sigma. Subclasses with a closed form override it."""
+        rmse = (x - mean).square().mean().sqrt().clamp_min(self.min_sigma)
+        low, high = (rmse / 30).clamp_min(self.min_sigma).log(), (3 * rmse).log()
+        total = lambda log_sigma: self.pixel_log_prob(x, mean, log_sigma.exp()).sum()  # noqa: E731
+        ratio = (math.sqrt(5) - 1) / 2
+        for _ in range(40):  # the bracket shrinks to 0.618^40 of its width (about 1e-8 in log sigma)
+            a, b = high - ratio * (high - low), low + ratio * (high - low)
+            low, high = (a, high) if total(a) < total(b) else (low, b)
+        return ((low + high) / 2).exp().clamp_min(self.min_sigma)
+
+    @contextmanager
+    def scale_at(self, sigma: Tensor | float) -> Iterator[None]:
+        """Evaluate with sigma set to ``sigma`` (e.g. one fitted on held-out images); the scale the
+        model had is put back afterwards, whatever its ``sigma_mode``."""
+        saved = self.log_sigma.detach().clone()
+        with torch.no_grad():
+            self.log_sigma.copy_(torch.as_tensor(sigma, dtype=saved.dtype).log())
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                self.log_sigma.copy_(saved)
+
 
 def normal_log_pdf(x: Tensor, mean: Tensor, sigma: Tensor) -> Tensor:
     """log N(x; mean, sigma^2) = -((x - mean) / sigma)^2 / 2 - log sigma - log(2 pi) / 2, elementwise."""
@@ -165,6 +195,11 @@ class GaussianLikelihood(LocationScaleLikelihood):
 
     def pixel_log_prob(self, x: Tensor, mean: Tensor, sigma: Tensor) -> Tensor:
         return normal_log_pdf(x, mean, sigma)
+
+    @torch.no_grad()
+    def best_scale(self, x: Tensor, mean: Tensor) -> Tensor:
+        """The maximiser in closed form: sigma^2 = the mean squared error over every pixel."""
+        return (x - mean).square().mean().sqrt().clamp_min(self.min_sigma)
 
 
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)

@@ -102,8 +102,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Build data, model, callbacks, loggers and trainer from ``cfg``; fit; return the final metrics.
 
     The metrics are also written to ``<output_dir>/metrics.json`` (by rank 0), with the step count,
-    the update counts (``GenerativeModule.update_counts``) and ``estimators`` (which estimate
-    ``eval/log_likelihood`` is, e.g. ``eval/ais_prior``) and ``provenance`` (the commit and machine the
+    the update counts (``GenerativeModule.update_counts``), the decoder passes spent
+    (``decoder_evals_total``, what ``budget.decoder_evals`` limits) and ``estimators`` (which estimate
+    ``val/log_likelihood`` and ``test/log_likelihood`` are, e.g. ``test/ais_prior``) and ``provenance`` (the commit and machine the
     run trained at, which a report drawn later elsewhere cannot know); then ``check_updates`` runs.
     """
     L.seed_everything(resolve_seed(cfg), workers=True)  # before the model exists: its initial weights follow the seed
@@ -126,7 +127,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
             kept = keep_csv_history(Path(cfg.paths.output_dir))  # continuing in its own folder (resume=auto)
             if kept:
                 log.info("the rows logged before the interruption are kept in %s", kept)
-    callbacks = instantiate_dict(cfg.get("callbacks"), "callbacks")
+    budget = [instantiate_checked(cfg.budget, "budget")] if cfg.get("budget") else []
+    callbacks = [*budget, *instantiate_dict(cfg.get("callbacks"), "callbacks")]  # the budget first: it ends a step
     loggers = instantiate_dict(cfg.get("logger"), "logger")
     trainer: L.Trainer = instantiate_checked(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
     log.info("data: %s; model: %s", cfg.data._target_, cfg.model._target_)
@@ -149,7 +151,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if trainer.is_global_zero:
         out = Path(cfg.paths.output_dir) / "metrics.json"
         estimators = {k: v for cb in callbacks if isinstance(cb, PeriodicEvaluation) for k, v in cb.estimators.items()}
-        summary = {"global_step": trainer.global_step, **model.update_counts, **metrics, "estimators": estimators,
+        summary = {"global_step": trainer.global_step, **model.update_counts, "decoder_evals_total": model.decoder_evals_total,
+                   **metrics, "estimators": estimators,
                    "provenance": {"commit": commit(), "machine": machine()}}
         out.write_text(json.dumps(summary, indent=2, sort_keys=True))
         log.info("metrics written to %s", out)

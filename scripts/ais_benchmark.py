@@ -66,9 +66,9 @@ def preset(name: str, out: Path) -> AnnealedLikelihood:
     return replace(settings, starts=["prior"], bdmc_examples=0, check_distributions=[], progress=False)
 
 
-def timed(evaluator: Evaluator, model, test_set, pixel_range) -> tuple[dict[str, float], float]:
+def timed(evaluator: Evaluator, model, val_set, pixel_range) -> tuple[dict[str, float], float]:
     start = time.perf_counter()
-    metrics = evaluator.evaluate(model, test_set, pixel_range).metrics
+    metrics = evaluator.evaluate(model, val_set, pixel_range).metrics
     return metrics, time.perf_counter() - start
 
 
@@ -85,17 +85,17 @@ def cost_rows(data: str, examples: int, batch: int, timed_at: dict[str, int | No
     cfg = compose_config([*FAMILY, *DATA[data]], out)
     datamodule, model = build(cfg)
     datamodule.setup("test")
-    test_set, pixel_range = datamodule.val_set, datamodule.pixel_range
-    n = min(examples, len(test_set))
+    val_set, pixel_range = datamodule.val_set, datamodule.pixel_range
+    n = min(examples, len(val_set))
     rows = []
-    _, seconds = timed(only_iwae(n, batch), model, test_set, pixel_range)
+    _, seconds = timed(only_iwae(n, batch), model, val_set, pixel_range)
     rows.append({"data": data, "estimator": "IWAE_100", "settings": "k = 100", "work": "100 decoder passes, no gradient",
                  "s_per_example": seconds / n})
     for name in ("ais", "ais_paper"):
         settings = preset(name, out)
         measured = timed_at[name] or settings.num_distributions
         run = replace(settings, num_examples=n, batch_size=batch, num_distributions=measured)
-        _, seconds = timed(only_ais(run), model, test_set, pixel_range)
+        _, seconds = timed(only_ais(run), model, val_set, pixel_range)
         scale = (settings.num_distributions - 1) / max(measured - 1, 1)  # transitions: what the cost is linear in
         rows.append({
             "data": data, "estimator": f"AIS from the prior (eval={name})",
@@ -172,15 +172,15 @@ def convergence_rows(ckpt_path: Path, lengths: list[int], examples: int, bdmc_ex
     cfg = compose_config([f"ckpt_path={ckpt_path}"], out, config_name="evaluate")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     datamodule, model = restore(run_config(cfg, ckpt), ckpt, str(ckpt_path), device)
-    test_set, pixel_range = datamodule.val_set, datamodule.pixel_range
-    n = min(examples, len(test_set))
-    metrics, seconds = timed(only_iwae(n, batch), model, test_set, pixel_range)
+    val_set, pixel_range = datamodule.val_set, datamodule.pixel_range
+    n = min(examples, len(val_set))
+    metrics, seconds = timed(only_iwae(n, batch), model, val_set, pixel_range)
     iwae = max(v for k, v in metrics.items() if k.startswith("iwae100_"))
     rows = [{"estimator": "IWAE_100 (best proposal)", "K": "", "ais_prior": iwae, "s": seconds}]
     for length in lengths:
         settings = replace(preset("ais", out), num_distributions=length, num_examples=n, batch_size=batch,
                            starts=["prior", "encoder"], bdmc_examples=bdmc_examples)
-        metrics, seconds = timed(only_ais(settings), model, test_set, pixel_range)
+        metrics, seconds = timed(only_ais(settings), model, val_set, pixel_range)
         rows.append({"estimator": "AIS", "K": length, **{k: v for k, v in metrics.items() if k != "log_likelihood"},
                      "s": seconds})
     return rows

@@ -1,6 +1,6 @@
 """Collect the final metrics of a multirun into one table.
 
-    python scripts/collect_runs.py outputs/train/multiruns/<date>_<time> [--metrics eval/iwae100_chain val/recon_mse]
+    python scripts/collect_runs.py outputs/train/multiruns/<date>_<time> [--metrics val/iwae100_chain val/recon_mse]
 
 Reads every job's .hydra/overrides.yaml and metrics.json below the folder, prints a markdown table
 (one row per job: its overrides and the chosen metrics) and writes the rows as JSON to
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-DEFAULT_METRICS = ["eval/iwae100_chain", "eval/elbo_chain", "eval/bpd_chain", "val/recon_mse", "cost/step_ms"]
+DEFAULT_METRICS = ["val/iwae100_chain", "val/elbo_chain", "val/bpd_chain", "val/recon_mse", "cost/step_ms"]
 
 
 def collect(folder: Path) -> list[dict]:

@@ -42,7 +42,7 @@ def main(cfg: DictConfig) -> None:
     dm = instantiate(cfg.data)
     dm.setup()
     net = ClassifierFeatures(cfg.classifier_path, dm.dataset_id, dm.image_shape)
-    test, train = spread(dm.val_set, cfg.num_images), spread(dm.train_set, cfg.num_images)
+    test, train = spread(dm.test_set, cfg.num_images), spread(dm.train_set, cfg.num_images)
     channels, size, _ = dm.image_shape
     kernel = 2 * (size // 8) + 3  # 5 for 8x8, 9 for 32x32
     sigma = size / 32 + 0.35  # blur levels sigma, 2 sigma, 4 sigma: 0.6/1.2/2.4 px at 8x8, 1.35/2.7/5.4 px at 32x32

@@ -53,6 +53,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]  # this checkout's lpc (not an installed one) and its scripts
 
 from lpc.markdown import markdown_table  # noqa: E402
+from lpc.significance import compare_by_seed  # noqa: E402
+from lpc.summaries import SAMPLE_METRICS, split_prefix, summarise  # noqa: E402
 from lpc.provenance import commit, machine  # noqa: E402
 from lpc.samplers.targets import Banana  # noqa: E402
 from sampler_bias import markdown as bias_markdown, measure  # noqa: E402
@@ -65,7 +67,8 @@ TINY = ["trainer.max_steps=6", "trainer.val_check_interval=3", "num_steps=4", "b
         "eval=fast", "eval.fid.num_samples=100", "eval.likelihood.num_examples=32", "callbacks.image_grids.every_n_steps=3",
         "trainer.limit_val_batches=2", "logger=csv", "trainer.enable_progress_bar=false",
         "eval.ais.num_distributions=6", "eval.ais.chains=2", "eval.ais.bdmc_examples=4",
-        "eval.ais.check_distributions=[3]"]
+        "eval.ais.check_distributions=[3]", "eval.sigma_fit.num_examples=16", "eval.sigma_fit.burn_in=20",
+        "eval.sigma_fit.max_iterations=4", "eval.sigma_fit.polish=1"]
 # --scale medium: CIFAR-10 with the paper's networks (higgins32, full width) and likelihood, cut to what 2 CPU cores
 # finish: latent 32, T = 20 (burn-in 10) for every chain, 1,500 iterations; AIS from the prior and the encoder on 50
 # test images with 4 chains at K = 500 (the K = 250 check, BDMC on 10 simulated images). AIS costs 0.4 ms per chain,
@@ -73,12 +76,13 @@ TINY = ["trainer.max_steps=6", "trainer.val_check_interval=3", "num_steps=4", "b
 # converged from the prior (62 nats from K = 250, BDMC gap 38 on encoder-free LPC). The chain-fitted start, which
 # converges on MNIST, was worse here (7 nats below the prior's at K = 500 on that run, BDMC gap 1,305: a T = 20
 # chain's Gaussian misses the posterior in 3,072 dimensions) and is left out. An LPC update takes 640 ms at 1
-# thread: about 20 minutes of training and 5 of AIS per encoder-free run.
+# thread: about 20 minutes of training and 5 of AIS per encoder-free run. The sigma fit uses 50 validation images.
 MEDIUM = ["data=folder", "data.root=../shared/data/cifar10/cifar10_jpeg.zip", "decoder=higgins32", "encoder=higgins32",
           "latent_dim=32", "num_steps=20", "burn_in=10", "trainer.max_steps=1500", "trainer.val_check_interval=300",
           "trainer.limit_val_batches=10", "callbacks.image_grids.every_n_steps=1500", "eval.fid.num_samples=2000",
           "eval.likelihood.num_examples=50", "eval.ais.chains=4", "eval.ais.num_distributions=500",
-          "eval.ais.check_distributions=[250]", "eval.ais.bdmc_examples=10", "eval.ais.starts=[prior,encoder]"]
+          "eval.ais.check_distributions=[250]", "eval.ais.bdmc_examples=10", "eval.ais.starts=[prior,encoder]",
+          "eval.sigma_fit.num_examples=50"]
 # --scale medium_mnist: the small scale's networks and settings on MNIST's test split (9,000 / 1,000 images; T = 50,
 # 1,500 iterations); AIS from the prior and the encoder on 100 test images, 8 chains, K = 1,000 with the K = 500
 # check, BDMC on 10. From the prior K = 1,000 has not converged on encoder-free models here (11 nats from K = 500,
@@ -118,7 +122,8 @@ class Experiment:
     x: str | None = None
     curves: bool = False  # metric vs SGD iterations, decoder-gradient evaluations and wall-clock
     samples: bool = False  # a sample grid per group
-    methods: list[str] = field(default_factory=list)  # tuned: one Optuna study per method
+    methods: list[str] = field(default_factory=list)  # tuned: one Optuna study per method, then its best setting retrained
+    seeds: str = "0,1"  # tuned: the seeds of each method's retrain at its best setting (--scale tiny: 0)
     bias_table: bool = False  # ula_vs_mala: the exact-target bias of scripts/sampler_bias.py
     completions: list[str] = field(default_factory=list)  # masks: scripts/complete.py on every finished run
     paired: str | None = None  # a group, e.g. "method=lpc": every other group's differences to it, seed by seed
@@ -129,13 +134,18 @@ EXPERIMENTS = {
     "warmstart_objectives": Experiment(["method"], curves=True, samples=True, paired="method=lpc"),
     "step_size_robustness": Experiment(["precond", "step_size"], x="step_size"),
     "ula_vs_mala": Experiment(["sampler", "step_size"], x="step_size", bias_table=True),
-    "tuned": Experiment(["method"], methods=["lpc", "lpc_jeffreys", "pc", "vae"]),
+    "tuned": Experiment(["method"], methods=["lpc", "lpc_jeffreys", "pc", "vae", "iwae"], paired="method=lpc"),
     "hierarchical": Experiment(["method", "prior.sizes"], curves=True, samples=True, completions=["half", "centre", "random"]),
 }
 
 # The report's metrics: name -> (how to read it from a run's final metrics, direction, label)
 LABELS = {
-    "log_likelihood": "the tightest estimate of log p(x) (nats, higher is better): the `estimator` column names it",
+    "log_likelihood": "the tightest estimate of log p(x) on the test split, at the sigma fitted on the validation split "
+                      "(nats, higher is better): the `estimator` column names it",
+    "val_log_likelihood": "the same on the validation split, at the end of training (what choices are made on)",
+    "log_likelihood_trained_sigma": "log_likelihood at the sigma training left instead of the fitted one (nats)",
+    "sigma_fitted": "the likelihood's sigma fitted on the validation split (the same EM for every method)",
+    "sigma_trained": "the sigma training left (sigma-VAE: the last batch's reconstruction error)",
     "ais_prior": "AIS from the prior, log p(x) (nats; every method alike)",
     "ais_encoder": "AIS from the method's encoder q(z|x) (nats; methods with an encoder)",
     "ais_chain": "AIS from a Gaussian fitted to the method's Langevin chain for x (nats; LPC and PC)",
@@ -157,6 +167,7 @@ LABELS = {
     "accept_rate": "acceptance rate",
     "diverged_frac": "share of diverged chains (val)",
     "decoder_evals": "decoder evals per update",
+    "decoder_evals_total": "decoder evals over the run (what budget.decoder_evals limits)",
     "step_ms": "ms per update",
     "mse_half": "completion: squared error on the missing pixels, bottom half missing (scripts/complete.py; lower is better)",
     "mse_centre": "completion: the same, a centre square missing",
@@ -170,42 +181,6 @@ COMPLETION = {"tiny": ["num_images=8", "num_draws=2", "grid_images=4"], "small":
               "medium": ["num_images=200", "num_draws=4"], "medium_mnist": ["num_images=200", "num_draws=4"],
               "paper": ["num_images=1000", "num_draws=4"]}
 CURVE = "iwae"  # the likelihood the curves show: every evaluation has it (AIS may run at the end only)
-
-
-def summarise(metrics: dict) -> dict[str, float | None]:
-    """The report's metrics of one run, from its final metrics (metrics.json)."""
-    fd_keys = ["eval/fid"] + sorted(k for k in metrics if k.startswith("eval/fd_"))
-    fd_key = next((k for k in fd_keys if k in metrics), None)
-    best = lambda prefix: max((v for k, v in metrics.items() if re.fullmatch(prefix, k)), default=None)  # noqa: E731
-    k_max = max((int(m.group(1)) for k in metrics if (m := re.fullmatch(r"eval/iwae(\d+)_\w+", k))), default=None)
-    estimator = (metrics.get("estimators") or {}).get("eval/log_likelihood")
-    ais = {s: metrics[f"eval/ais_{s}"] for s in ("prior", "encoder", "chain") if f"eval/ais_{s}" in metrics}
-    start = max(ais, key=ais.get) if ais else "prior"  # the best AIS start: its check (runs before 2026-12-01: the prior's)
-    space = "" if fd_key in (None, "eval/fid") else fd_key[len("eval/fd"):]  # "_<net>": KID and PRDC in the FD's features
-    return {
-        "log_likelihood": metrics.get("eval/log_likelihood"),
-        "estimator": estimator.removeprefix("eval/") if estimator else None,
-        "ais_prior": metrics.get("eval/ais_prior"),
-        "ais_encoder": metrics.get("eval/ais_encoder"),
-        "ais_chain": metrics.get("eval/ais_chain"),
-        "ais_check": next((c for c in (best(rf"eval/ais\d+_{start}"), best(r"eval/ais\d+_prior")) if c is not None), None),
-        "ais_long": metrics.get("long/eval/ais_prior"),
-        "ais_long_check": best(r"long/eval/ais\d+_prior"),
-        "bdmc_gap_long": metrics.get("long/eval/bdmc_gap_prior"),
-        "bdmc_gap": metrics.get("eval/bdmc_gap"),
-        "iwae": best(rf"eval/iwae{k_max}_\w+") if k_max else best(r"eval/elbo_\w+"),
-        "elbo": best(r"eval/elbo_\w+"),
-        "bpd": metrics.get("eval/bpd"),
-        "fd": metrics.get(fd_key) if fd_key else None,
-        **{m: metrics.get(f"eval/{m}{space}") for m in ("kid", "precision", "recall", "density", "coverage")},
-        "fd_space": None if fd_key is None else ("inception (FID)" if fd_key == "eval/fid" else f"{fd_key[len('eval/fd_'):]} features (offline, not FID)"),
-        "recon_mse": metrics.get("val/recon_mse"),
-        "accept_rate": metrics.get("val/accept_rate"),
-        "diverged_frac": metrics.get("val/diverged_frac"),
-        "decoder_evals": metrics.get("cost/decoder_evals"),
-        "step_ms": metrics.get("cost/step_ms"),
-        **{f"mse_{mask}": metrics.get(f"complete/{mask}/mse_missing") for mask in ("half", "centre", "random")},
-    }
 
 
 def provenance_lines(runs: list[dict], report: dict) -> list[str]:
@@ -283,8 +258,9 @@ def last_logged(csv_file: Path, keys: tuple[str, ...]) -> dict[str, float]:
 
 
 def read_curves(csv_file: Path, final: dict | None) -> list[dict]:
-    """(step, decoder evaluations, seconds, log-likelihood bound, FD) at every evaluation of a run,
-    over the rows logged before each interruption too (``csv/metrics.part<k>.csv``, resume=auto).
+    """(step, decoder evaluations, seconds, log-likelihood bound, FD) at every evaluation of the
+    validation split during a run (the test split's before 2026-12, when runs had no validation
+    split), over the rows logged before each interruption too (``csv/metrics.part<k>.csv``, resume=auto).
     Gradient evaluations are step x the run's decoder evaluations per update, seconds step x its
     median update time (from the logged cost/ metrics, else the final ones)."""
     rows = csv_rows(csv_file)
@@ -295,15 +271,17 @@ def read_curves(csv_file: Path, final: dict | None) -> list[dict]:
     evals = [float(r["cost/decoder_evals"]) for r in rows if r.get("cost/decoder_evals")] or [final.get("cost/decoder_evals", math.nan)]
     ms = statistics.median(step_ms)
     per_step = evals[-1]
+    prefix = "eval/" if any(k.startswith("eval/") for r in rows for k in r) else "val/"  # eval/: records from before 2026-12
     by_step: dict[int, dict[str, float]] = {}  # a step's evaluation, also one logged again after a resume, counts once
     for r in rows:
-        values = {k: float(v) for k, v in r.items() if k.startswith("eval/") and v not in ("", None)}
+        values = {k: float(v) for k, v in r.items() if k.startswith(prefix) and v not in ("", None)}
         if values:
-            by_step.setdefault(int(r["step"]), {}).update(values)  # eval/ rows are logged at the updates done so far
+            by_step.setdefault(int(r["step"]), {}).update(values)  # evaluations are logged at the updates done so far
     curve = []
     for step in sorted(by_step):
-        s = summarise(by_step[step])
-        curve.append({"step": step, "decoder_evals": step * per_step, "seconds": step * ms / 1e3, CURVE: s[CURVE], "fd": s["fd"]})
+        s = summarise(by_step[step], prefix)
+        if s[CURVE] is not None or s["fd"] is not None:  # an evaluation (not only Lightning's val/ diagnostics)
+            curve.append({"step": step, "decoder_evals": step * per_step, "seconds": step * ms / 1e3, CURVE: s[CURVE], "fd": s["fd"]})
     return curve
 
 
@@ -316,24 +294,51 @@ def grouped(runs: list[dict], experiment: Experiment) -> dict[str, list[dict]]:
     return groups
 
 
+def averaged(done: list[dict], source: Callable[[str], str]) -> dict[str, float | None]:
+    """Mean and spread (sample standard deviation over the repeats, 0 for one) of every metric of
+    LABELS over the summaries ``done``, each metric read from the summary's ``source(metric)``."""
+    row: dict[str, float | None] = {}
+    for metric in LABELS:
+        values = [d[source(metric)] for d in done if d.get(source(metric)) is not None and math.isfinite(d[source(metric)])]
+        row[metric] = statistics.fmean(values) if values else None
+        row[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else (0.0 if values else None)
+    return row
+
+
 def table_rows(runs: list[dict], experiment: Experiment) -> list[dict]:
-    """One row per group: its keys, the number of runs, of failed runs, and mean and spread (sample
-    standard deviation over the repeats, 0 for one) of every metric; sorted by ``x`` if numeric."""
+    """One row per group: its keys, the number of runs, of failed runs, and mean and spread of every
+    metric (``averaged``); sorted by ``x`` if numeric; then the sample-quality reference points (``reference_rows``)."""
     rows = []
     for name, members in grouped(runs, experiment).items():
         keys = {k: members[0]["overrides"].get(k) for k in experiment.group_by}
         members = [m for m in members if not m["unfinished"]]
         done = [m["summary"] for m in members if m["summary"] is not None]
-        row = {"group": name, "keys": keys, "runs": len(members), "failed": len(members) - len(done)}
-        for metric in LABELS:
-            values = [d[metric] for d in done if d[metric] is not None and math.isfinite(d[metric])]
-            row[metric] = statistics.fmean(values) if values else None
-            row[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else (0.0 if values else None)
+        row = {"group": name, "keys": keys, "runs": len(members), "failed": len(members) - len(done),
+               **averaged(done, lambda metric: metric)}
         for name in ("fd_space", "estimator"):
             row[name] = ", ".join(sorted({d[name] for d in done if d[name]})) or None
         rows.append(row)
     if experiment.x:
         rows.sort(key=lambda r: (line_name(r, experiment), float(r["keys"][experiment.x])))
+    return rows + reference_rows(runs)
+
+
+REFERENCE_LABELS = {"untrained_decoder": "reference: the networks untrained",
+                    "training_images": "reference: training images (the floor)"}
+
+
+def reference_rows(runs: list[dict]) -> list[dict]:
+    """The sample-quality reference points each run measured at its end (``lpc.evaluation``,
+    ``SampleQuality.references``) as two rows, mean ± spread over the runs: where a model sits
+    between "nothing learned" and "the data"."""
+    done = [r["summary"] for r in runs if r["summary"]]
+    rows = []
+    for ref, label in REFERENCE_LABELS.items():
+        row = {"group": label, "keys": {}, "runs": sum(d[f"fd_{ref}"] is not None for d in done), "failed": 0,
+               "reference": True, "estimator": None, "fd_space": ", ".join(sorted({d["fd_space"] for d in done if d["fd_space"]})) or None,
+               **averaged(done, lambda metric: f"{metric}_{ref}" if metric in SAMPLE_METRICS else "-")}
+        if row["runs"]:
+            rows.append(row)
     return rows
 
 
@@ -374,38 +379,44 @@ def report_table(rows: list[dict]) -> str:
 
 
 PAIRED = ("log_likelihood", "ais_prior", "fd", "kid")  # the metrics compared seed by seed
+ERRORS = {"log_likelihood": "log_likelihood_error", "ais_prior": "ais_prior_error"}  # each estimate's own error, per run
 
 
 def paired_differences(runs: list[dict], experiment: Experiment) -> list[dict]:
     """Each group against ``experiment.paired``, seed by seed: for every metric of PAIRED, the
-    differences (group − reference) over the seeds both finished, their mean and sample standard
-    deviation, the number of pairs and how many are above 0. Runs with one seed share the data order
-    and the seed of every random draw, so the spread of the differences is the seed-to-seed spread
-    of the comparison itself."""
+    differences (group − reference) over the seeds both finished as a ``PairedComparison`` (mean,
+    spread, sign count, the paired-t 95% interval, significance; for AIS estimates also the
+    estimator's own error: the larger of the two groups' mean error, BDMC gap or move from K/2 to K).
+    Runs with one seed share the data order and the seed of every random draw, so the spread of the
+    differences is the seed-to-seed spread of the comparison itself."""
     groups = grouped(runs, experiment)
-    reference = {r["overrides"].get("seed"): r["summary"] for r in groups.get(experiment.paired, []) if r["summary"]}
+    reference = groups.get(experiment.paired, [])
     rows = []
     for name, members in groups.items():
-        if name == experiment.paired or not reference:
+        if name == experiment.paired or not any(r["summary"] for r in reference):
             continue
-        row = {"group": name}
-        for metric in PAIRED:
-            diffs = [m["summary"][metric] - ref[metric] for m in members
-                     if m["summary"] and (ref := reference.get(m["overrides"].get("seed")))
-                     and m["summary"][metric] is not None and ref[metric] is not None]
-            row[metric] = {"mean": statistics.fmean(diffs), "std": statistics.stdev(diffs) if len(diffs) > 1 else 0.0,
-                           "pairs": len(diffs), "above": sum(d > 0 for d in diffs)} if diffs else None
-        rows.append(row)
+        comparisons = {metric: compare_by_seed(members, reference, metric, ERRORS.get(metric)) for metric in PAIRED}
+        rows.append({"group": name, **{m: c.as_dict() if c else None for m, c in comparisons.items()}})
     return rows
 
 
 def paired_markdown(rows: list[dict], reference: str) -> list[str]:
     """The report's lines for ``paired_differences``: one row per group, a column per metric."""
     metrics = [m for m in PAIRED if any(r[m] for r in rows)]
-    cell = lambda d: "" if d is None else f"{d['mean']:+.4g} ± {d['std']:.2g} ({d['above']}/{d['pairs']} > 0)"  # noqa: E731
+
+    def cell(d: dict | None) -> str:
+        if d is None:
+            return ""
+        interval = f"; 95% CI [{d['low']:+.3g}, {d['high']:+.3g}]" if d["low"] is not None else ""
+        error = f"; estimator error {d['estimator_error']:.2g}" if d["estimator_error"] is not None else ""
+        return f"{d['mean']:+.4g} ± {d['std']:.2g} ({d['above']}/{d['pairs']} > 0{interval}{error}): {d['verdict']}"
+
     return [f"Differences to {reference}, seed by seed (group − {reference}; mean ± sample standard deviation over "
-            "the seeds both finished, and how many of those differences are above 0; higher log-likelihoods and "
-            "lower distances are better):", "",
+            "the seeds both finished, how many of those differences are above 0, the 95% interval of the mean from the "
+            "paired t distribution, and the verdict: significant only where the interval excludes 0, and 'within the "
+            "estimator's error' wherever the mean difference is no larger than the AIS estimates' own error (the larger "
+            "of the two groups' BDMC gap or move from K/2 to K distributions), whatever the test says; higher "
+            "log-likelihoods and lower distances are better):", "",
             markdown_table(["group", *(f"Δ {m}" for m in metrics)], ([r["group"], *(cell(r[m]) for m in metrics)] for r in rows)), ""]
 
 
@@ -466,6 +477,7 @@ def plot_against_x(rows: list[dict], experiment: Experiment, out: Path) -> list[
     """Each metric against the swept ``x`` (log axis), one line per value of the other key;
     groups whose runs all failed are marked with an x at the bottom."""
     line_key = next(k for k in experiment.group_by if k != experiment.x)
+    rows = model_rows(rows)
     metrics = [m for m in ("log_likelihood", "fd", "accept_rate", "diverged_frac") if any(r[m] is not None for r in rows)]
     fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4), squeeze=False)
     lines: dict[str, list[dict]] = {}
@@ -527,15 +539,26 @@ def commands(name: str, scale: str, extra: list[str], out: Path) -> list[list[st
     experiment = EXPERIMENTS[name]
     # a re-launched grid runs only the jobs that did not finish, each interrupted one from its last checkpoint
     base = [*TRAIN, "-m", f"experiment={name}", *settings, "skip_finished=true", "resume=auto"]
-    if experiment.methods:  # one study per method, each with the same budget
-        return [[*base[:4], f"method={m}", *base[4:], *overrides(grid), *extra, f"hydra.sweep.dir={out / 'runs' / m}"]
-                for m in study_methods(experiment, scale)]
+    if experiment.methods:  # one study per method on the validation split, each with the same budget
+        return [[*base[:4], "hparams_search=tuned", f"method={m}", *base[4:], *overrides(grid), *extra,
+                 f"hydra.sweep.dir={out / 'runs' / m}"] for m in study_methods(experiment, scale)]
     if scale in MEDIUM_GRIDS and "seed" in grid:
         seeds = [o.split("=", 1)[1] for o in [f"seed={grid.pop('seed')}", *extra] if o.startswith("seed=")][-1]
         extra = [o for o in extra if not o.startswith("seed=")]
         return [[*base, *overrides(grid), f"seed={s}", *extra, f"hydra.sweep.dir={out / 'runs' / f'seed{s}'}"]
                 for s in seeds.split(",")]
     return [[*base, *overrides(grid), *extra, f"hydra.sweep.dir={out / 'runs'}"]]
+
+
+def retrain_commands(name: str, scale: str, extra: list[str], out: Path) -> list[list[str]]:
+    """After the studies: each method retrained at its study's best setting (``tuned_best``) on the
+    experiment's seeds, into runs/best/<method>/; these runs score the test split, once."""
+    experiment = EXPERIMENTS[name]
+    base = [*TRAIN, "-m", f"experiment={name}", *SCALES[scale], "skip_finished=true", "resume=auto"]
+    seeds = "0" if scale == "tiny" else experiment.seeds
+    return [[*base, f"method={best['method']}", *(f"{k}={v}" for k, v in best["best_params"].items()), f"seed={seeds}",
+             *extra, f"hydra.sweep.dir={out / 'runs' / 'best' / best['method']}"]
+            for best in tuned_best(out, study_methods(experiment, scale)) if best["best_params"]]
 
 
 def overrides(grid: dict[str, str]) -> list[str]:
@@ -573,6 +596,15 @@ def record_files(job: Path) -> list[Path]:
     return [f for pattern in RECORD_FILES for f in sorted(job.glob(pattern))] + grids[-1:]
 
 
+def default_records(name: str, scale: str) -> Path | None:
+    """Where a report keeps its runs' records unless told otherwise: docs/results/<name> (small),
+    docs/results/<name>_<scale> (medium, medium_mnist, paper); none for the tiny pipeline check."""
+    return None if scale == "tiny" else ROOT / "docs" / "results" / (name if scale == "small" else f"{name}_{scale}")
+
+
+STUDY_FILES = "*/optimization_results.yaml"  # a tuning study's result (its best trial), beside its trials' folders
+
+
 def save_records(out: Path, keep: Path) -> None:
     """Copy the record of every finished job of <out>/runs into <keep>/runs, unless <keep> holds it
     already (every file there, the same metrics.json): a relaunch's log lines are not kept again."""
@@ -584,6 +616,9 @@ def save_records(out: Path, keep: Path) -> None:
         for source in files:
             (kept / source.relative_to(job)).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, kept / source.relative_to(job))
+    for study in (out / "runs").glob(STUDY_FILES):
+        (keep / "runs" / study.relative_to(out / "runs")).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(study, keep / "runs" / study.relative_to(out / "runs"))
 
 
 def restore_records(keep: Path, out: Path) -> list[Path]:
@@ -595,6 +630,11 @@ def restore_records(keep: Path, out: Path) -> list[Path]:
         if not (target / "metrics.json").exists():
             shutil.copytree(job, target, dirs_exist_ok=True)
             restored.append(target)
+    for study in (keep / "runs").glob(STUDY_FILES):
+        target = out / "runs" / study.relative_to(keep / "runs")
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(study, target)
     return restored
 
 
@@ -672,7 +712,7 @@ def plot_completions(runs: list[dict], experiment: Experiment, out: Path) -> lis
 
 
 def tuned_best(out: Path, methods: list[str]) -> list[dict]:
-    """Each method's best trial (optimization_results.yaml of its study)."""
+    """Each method's best trial by the validation split (optimization_results.yaml of its study)."""
     best = []
     for method in methods:
         path = out / "runs" / method / "optimization_results.yaml"
@@ -682,10 +722,47 @@ def tuned_best(out: Path, methods: list[str]) -> list[dict]:
     return best
 
 
+def protocol_lines(runs: list[dict]) -> list[str]:
+    """Which split and scale the report's numbers come from (runs recorded before the validation
+    split are said to be so)."""
+    legacy = sum(1 for r in runs if r["metrics"] and split_prefix(r["metrics"]) == "eval/")
+    lines = ["Splits: every number in the table is from the test split, scored once per run at its end; every "
+             "likelihood there is at the scale sigma fitted on the validation split by the same EM for every method "
+             "(`sigma_fitted`; `log_likelihood_trained_sigma` is the same estimate at the sigma training left). The "
+             "curves and every choice (a best setting, a tuned one) come from the validation split."]
+    if legacy:
+        lines = [f"Splits: {legacy} of these runs were recorded before lpc held out a validation split: their numbers are "
+                 "on the test split, which their periodic evaluations (the curves) also scored, and their likelihoods at "
+                 "the sigma their last training batch left (no fitted sigma)."]
+    return [*lines, ""]
+
+
+def best_by_validation(rows: list[dict], experiment: Experiment) -> list[str]:
+    """For a grid over ``x``: each line's best ``x`` by the validation log-likelihood (mean over
+    seeds), with the test log-likelihood of that setting."""
+    if not experiment.x:
+        return []
+    picks = []
+    for line in dict.fromkeys(line_name(r, experiment) for r in model_rows(rows)):
+        candidates = [r for r in model_rows(rows) if line_name(r, experiment) == line and r["val_log_likelihood"] is not None]
+        if candidates:
+            best = max(candidates, key=lambda r: r["val_log_likelihood"])
+            test = f"{best['log_likelihood']:.1f} ± {best['log_likelihood_std']:.2g}" if best["log_likelihood"] is not None else "n/a"
+            picks.append(f"- {line}: {experiment.x}={best['keys'][experiment.x]} (validation {best['val_log_likelihood']:.1f}; "
+                         f"its test log_likelihood {test})")
+    return [f"Best {experiment.x} of each line, chosen on the validation split (`val_log_likelihood`, mean over seeds):",
+            "", *picks, ""] if picks else []
+
+
+def model_rows(rows: list[dict]) -> list[dict]:
+    """The table's rows of trained models (not the reference points)."""
+    return [r for r in rows if not r.get("reference")]
+
+
 def write_report(name: str, scale: str, cmds: list[list[str]], extra: list[str], out: Path, wandb_project: str | None,
                  flags: list[str] | None = None) -> dict:
     experiment = EXPERIMENTS[name]
-    runs = collect_runs(out / "runs")
+    runs = collect_runs(out / "runs" / "best" if experiment.methods else out / "runs")  # tuned: the retrains, not the trials
     if not runs:
         raise SystemExit(f"no runs below {out / 'runs'}")
     rows = table_rows(runs, experiment)
@@ -719,16 +796,20 @@ def write_report(name: str, scale: str, cmds: list[list[str]], extra: list[str],
         f"diverged){f'; {n} not finished' if (n := sum(r['unfinished'] for r in runs)) else ''}", "",
         "Commands (from the repository root; the first runs the rest and writes this report):", "", "```bash",
         *report["commands"], "```", "",
+        *protocol_lines(runs),
         "Mean ± sample standard deviation over the repeats (seeds) of each group; failed runs are counted, not averaged.",
         f"`fd` (the Frechet distance), `kid` and PRDC (precision, recall, density, coverage) are in: {', '.join(spaces) or 'n/a'}.", "",
         report_table(rows), "",
         *failures(runs, experiment),
+        *best_by_validation(rows, experiment),
         *(paired_markdown(paired, experiment.paired) if paired else []),
         markdown_table(["metric", "meaning"], ((m, LABELS[m]) for m in table_columns(rows))), "",
     ]
     if best:
-        lines += ["Best trial of each method's study (same number of trials and steps for each):", "",
-                  markdown_table(["method", "best eval/log_likelihood", "parameters"],
+        lines += ["Best trial of each method's study, on the validation split (the same number of trials and steps for "
+                  "each; trials never score the test split); the table above is each method retrained at that setting "
+                  f"on seeds {'0' if scale == 'tiny' else experiment.seeds}:", "",
+                  markdown_table(["method", "best val/log_likelihood", "parameters"],
                                  ([b["method"], f"{b['best_value']:.4g}", b["best_params"]] for b in best if b["best_value"] is not None)), ""]
     if bias:
         lines += ["The samplers alone on a banana whose moments are known (scripts/sampler_bias.py, chains started from "
@@ -746,7 +827,7 @@ def write_report(name: str, scale: str, cmds: list[list[str]], extra: list[str],
 
 def exact_target_bias(rows: list[dict], scale: str) -> list[dict]:
     """scripts/sampler_bias.py at the experiment's step sizes (fewer chains at --scale tiny)."""
-    steps = sorted({float(r["keys"]["step_size"]) for r in rows})
+    steps = sorted({float(r["keys"]["step_size"]) for r in model_rows(rows)})
     chains, num_steps = (2000, 20) if scale == "tiny" else (100_000, 100)
     return [row for eta in steps for row in measure(Banana(), eta, num_steps, chains, seed=0)]
 
@@ -774,19 +855,28 @@ def main() -> None:
     parser.add_argument("--long-ais-where", nargs="*", default=[], metavar="KEY=VALUE",
                         help="only the runs with these overrides, e.g. seed=0 precond=adam")
     parser.add_argument("--keep-records", type=Path, metavar="DIR",
-                        help="keep each finished job's records in DIR/runs (no checkpoints; commit DIR) and restore them on a relaunch")
+                        help="keep each finished job's records in DIR/runs (no checkpoints; commit DIR) and restore them on a "
+                             "relaunch (default, without --out: docs/results/<name> at --scale small, "
+                             "docs/results/<name>_<scale> at the larger scales, none at tiny)")
+    parser.add_argument("--no-keep-records", action="store_true", help="keep no records (the runs stay in --out only)")
     argv = sys.argv[1:]
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []  # for train.py
     args = parser.parse_args(argv[: len(argv) - len(extra) - (1 if extra or "--" in argv else 0)])
     out = (args.out or ROOT / "outputs" / "reproduce" / args.name / args.scale).resolve()
     cmds = commands(args.name, args.scale, extra, out)
-    keep = args.keep_records.resolve() if args.keep_records else None
+    keep = None if args.no_keep_records else args.keep_records or (default_records(args.name, args.scale) if not args.out else None)
+    keep = keep.resolve() if keep else None
     if keep and keep != out:
         print(f"{len(restore_records(keep, out))} finished jobs restored from {keep / 'runs'}", flush=True)
     failed = []
     try:
         if not args.report_only:
             run(cmds, out)
+        if EXPERIMENTS[args.name].methods:  # tuned: each method's best setting, retrained on the seeds
+            retrains = retrain_commands(args.name, args.scale, extra, out)
+            if not args.report_only:
+                run(retrains, out)
+            cmds += retrains
         if not args.report_only and EXPERIMENTS[args.name].completions:
             failed += complete_runs(EXPERIMENTS[args.name], args.scale, out)
         if not args.report_only and args.long_ais:

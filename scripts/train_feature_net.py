@@ -39,7 +39,7 @@ def main(cfg: DictConfig) -> float:
     datamodule.setup("fit")
     start = time.perf_counter()
     train_x, train_y = stack_split(datamodule.train_set)
-    test_x, test_y = stack_split(datamodule.val_set)
+    test_x, test_y = stack_split(datamodule.test_set)
     log.info("%s: %d train / %d test images %s, read in %.0f s", datamodule.dataset_id, len(train_x), len(test_x),
              tuple(train_x.shape[1:]), time.perf_counter() - start)
     num_classes = int(max(train_y.max(), test_y.max())) + 1

@@ -9,9 +9,10 @@ import torch
 
 from conftest import run_train
 
-# deterministic chains (plain PC from z0 = 0, no preconditioner) and SGD, so that the two runs can
+# deterministic chains (plain PC from z0 = 0, no preconditioner, at a step size where that gradient descent is
+# stable: at 0.2 it is chaotic on some digits and amplifies float rounding) and SGD, so that the two runs can
 # differ only through how the gradient of the global batch is computed; 296 test images split evenly
-SAME = ["model=pc", "precond=none", "warmstart.scale=0", "model.optimizer._target_=torch.optim.SGD",
+SAME = ["model=pc", "precond=none", "step_size=0.05", "warmstart.scale=0", "model.optimizer._target_=torch.optim.SGD",
         "model.optimizer.lr=0.001", "trainer.max_steps=12", "trainer.val_check_interval=6", "num_steps=10",
         "burn_in=5", "eval=fast", "logger=csv", "seed=1", "data.test_size=296", "trainer.enable_progress_bar=false",
         "callbacks.image_grids.every_n_steps=0", "callbacks.model_checkpoint.save_top_k=-1"]

@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 import torch
 from torch import Tensor, nn
-from torch.utils.data import TensorDataset
+from torch.utils.data import Dataset, TensorDataset
 
 from conftest import ROOT, read_metrics
+from lpc.data import DigitsDataModule
 from lpc.evaluation import Evaluator, LikelihoodBounds, SampleQuality
 from lpc.metrics import prdc
 from lpc.metrics.features import FeaturesUnavailableError, InceptionFeatures
@@ -55,6 +56,63 @@ class StubModel(nn.Module):
         out = self.pool[self.served : self.served + n]
         self.served += n
         return out
+
+
+READS: list[tuple[str, int]] = []  # (split, training step) of every image RecordingDigits served from val and test
+
+
+class Recorded(Dataset):
+    """A split that records the training step at which each of its images is read."""
+
+    def __init__(self, base: Dataset, name: str, datamodule: DigitsDataModule):
+        self.base, self.name, self.datamodule = base, name, datamodule
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int):
+        READS.append((self.name, self.datamodule.trainer.global_step if self.datamodule.trainer else -1))
+        return self.base[index]
+
+
+class RecordingDigits(DigitsDataModule):
+    """The digits, with their validation and test splits recorded (``READS``)."""
+
+    def setup(self, stage: str | None = None) -> None:
+        super().setup(stage)
+        for name in ("val", "test"):
+            if not isinstance(getattr(self, f"{name}_set"), Recorded):
+                setattr(self, f"{name}_set", Recorded(getattr(self, f"{name}_set"), name, self))
+
+
+def test_evaluation_during_training_never_reads_the_test_split(compose_cfg):
+    """Validation at step 15 (evaluation, Lightning's loop, image grids) and at the end; the test
+    split is read once, after the last step, by the final evaluation only."""
+    READS.clear()
+    train(compose_cfg(*FAST, "eval=fast", "eval.fid.num_samples=50", "data._target_=test_evaluation.RecordingDigits"))
+    steps = {name: {step for split, step in READS if split == name} for name in ("val", "test")}
+    assert {15, 30} <= steps["val"] and steps["test"] == {30}
+    # and with the final test evaluation off (a tuning trial), never
+    READS.clear()
+    train(compose_cfg(*FAST, "eval=fast", "eval.fid.num_samples=50", "data._target_=test_evaluation.RecordingDigits",
+                      "callbacks.evaluation.test=false"))
+    assert {split for split, _ in READS} == {"val"}
+
+
+def test_a_checkpoint_from_before_the_validation_split_says_so_when_evaluated(compose_cfg, tmp_path):
+    """Its training saw today's validation images: evaluate.py warns and records it, and scores the test split."""
+    train(compose_cfg("model=vae", *FAST, "callbacks=model_checkpoint"))
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
+    for key in ("val_size", "split_seed"):  # as a checkpoint written before 2026-12-05 has it
+        del ckpt["hyper_parameters"]["data"][key]
+    torch.save(ckpt, tmp_path / "old.ckpt")
+    cmd = [sys.executable, "scripts/evaluate.py", f"ckpt_path={tmp_path / 'old.ckpt'}", "eval=fast", "eval.fid.enabled=false",
+           "logger=csv", f"hydra.run.dir={tmp_path / 'eval'}"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert report["split"] == "test" and "trained before lpc held out a validation split" in report["notes"][0]
+    assert "note: this checkpoint was trained before lpc held out a validation split" in proc.stdout
 
 
 def numpy_kid(x: np.ndarray, y: np.ndarray) -> float:
@@ -131,17 +189,19 @@ def test_inception_path_with_a_local_weights_file(inception_weights):
 def test_training_logs_fid_and_prdc_when_the_weights_are_given(compose_cfg, tmp_path, inception_weights):
     train(compose_cfg(*FAST, "eval=fast", f"eval.fid.weights_path={inception_weights}", "eval.fid.num_samples=24",
                       "callbacks.evaluation.every_n_steps=0", "callbacks.image_grids.every_n_steps=0"))
-    for name in ("eval/fid", "eval/precision", "eval/recall", "eval/density", "eval/coverage", "eval/elbo_chain"):
-        values = read_metrics(tmp_path, name)
-        assert len(values) == 1 and np.isfinite(values[0]), name
+    for name in ("fid", "precision", "recall", "density", "coverage", "elbo_chain"):
+        for split in ("val", "test"):  # the validation split at the last step, then the test split
+            values = read_metrics(tmp_path, f"{split}/{name}")
+            assert len(values) == 1 and np.isfinite(values[0]), (split, name)
 
 
 def test_training_logs_the_evaluation_and_survives_missing_fid(compose_cfg, tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         metrics = train(compose_cfg(*FAST, "eval=fast", "eval.fid.download=false", "callbacks.image_grids.every_n_steps=0"))
-    assert metrics["eval/iwae10_chain"] >= metrics["eval/elbo_chain"] - 1.0 and "eval/bpd_chain" in metrics
-    assert not any(k.startswith("eval/fid") for k in metrics)
-    assert len(read_metrics(tmp_path, "eval/elbo_chain")) == 2  # at step 15 and at the end
+    assert metrics["test/iwae10_chain"] >= metrics["test/elbo_chain"] - 1.0 and "test/bpd_chain" in metrics
+    assert not any(k.startswith("test/fid") for k in metrics)
+    assert len(read_metrics(tmp_path, "val/elbo_chain")) == 2  # the validation split at step 15 and at the end ...
+    assert len(read_metrics(tmp_path, "test/elbo_chain")) == 1  # ... and the test split once, at the end
     assert sum("FID skipped" in r.getMessage() for r in caplog.records) == 1
 
 
@@ -151,28 +211,35 @@ def test_training_logs_the_evaluation_and_survives_missing_fid(compose_cfg, tmp_
     (["model=pc"], {"chain"}), (["model=vae"], {"encoder"}), (["model=iwae"], {"encoder"}),
 ])
 def test_evaluate_py_on_a_checkpoint_of_each_method(compose_cfg, tmp_path, method, proposals):
-    """eval=ais_paper (Wu et al.'s 16 chains and 10 leapfrog steps; few distributions and examples here)."""
-    train(compose_cfg(*method, *FAST, "callbacks=model_checkpoint"))
+    """eval=ais_paper (Wu et al.'s 16 chains and 10 leapfrog steps; few distributions and examples here) on
+    the test split, at the sigma fitted on the validation split, which it prints with the AIS estimates."""
+    train(compose_cfg(*method, *FAST, "likelihood=gaussian_learned", "callbacks=model_checkpoint"))
     ckpt = tmp_path / "checkpoints" / "last.ckpt"
     out = tmp_path / "eval"
     cmd = [sys.executable, "scripts/evaluate.py", f"ckpt_path={ckpt}", "eval=ais_paper", "eval.fid.num_samples=100",
            "eval.fid.download=false", "eval.likelihood.num_examples=6", "eval.likelihood.k=[1,10]",
            "eval.ais.num_distributions=5", "eval.ais.bdmc_examples=3",
-           "eval.ais.check_distributions=[3]", "eval.ais.starts=[prior,encoder,chain]", "logger=csv", f"hydra.run.dir={out}"]
+           "eval.ais.check_distributions=[3]", "eval.ais.starts=[prior,encoder,chain]", "eval.sigma_fit.num_examples=20",
+           "eval.sigma_fit.burn_in=20", "logger=csv", f"hydra.run.dir={out}"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((out / "metrics.json").read_text())
     assert report["global_step"] == 30 and "FID skipped" in report["missing"]["fid"]
+    assert report["split"] == "test" and report["images"] == 297 and report["notes"] == []
     m = report["metrics"]
+    assert m["test/sigma_fitted"] > 0 and m["test/sigma_trained"] != m["test/sigma_fitted"]
+    assert f"scored the test split (297 images)" in proc.stdout
+    assert f"sigma fitted on the validation split: {m['test/sigma_fitted']:.4g} (training left {m['test/sigma_trained']:.4g}" in proc.stdout
+    assert f"test/ais_prior = {m['test/ais_prior']:.2f} nats; {m['test/trained_sigma/ais_prior']:.2f} at the training sigma" in proc.stdout
     for p in proposals:
-        assert m[f"eval/iwae10_{p}"] >= m[f"eval/elbo_{p}"] - 1.0 and m[f"eval/bpd_{p}"] > 0
-    assert {f"eval/elbo_{p}" for p in proposals} == {k for k in m if k.startswith("eval/elbo_")}
+        assert m[f"test/iwae10_{p}"] >= m[f"test/elbo_{p}"] - 1.0 and m[f"test/bpd_{p}"] > 0
+    assert {f"test/elbo_{p}" for p in proposals} == {k for k in m if k.startswith("test/elbo_")}
     starts = {"prior"} | proposals  # AIS from the prior, and from each proposal the method offers (encoder, chain)
-    assert {k for k in m if k.startswith("eval/ais_") and k.count("_") == 1} == {f"eval/ais_{s}" for s in starts}
-    assert {f"eval/{k}_{s}" for s in starts for k in ("ais3", "bdmc_gap")} <= set(m)  # each start checked at K = 3
-    assert all(np.isfinite(m[f"eval/ais_{s}"]) and m[f"eval/bdmc_gap_{s}"] > -5 for s in starts)
-    best = report["estimators"]["eval/log_likelihood"]
-    assert m["eval/log_likelihood"] == m[best] == max(m[k] for k in m if k.startswith(("eval/iwae10_", "eval/ais_"))
+    assert {k for k in m if k.startswith("test/ais_") and k.count("_") == 1} == {f"test/ais_{s}" for s in starts}
+    assert {f"test/{k}_{s}" for s in starts for k in ("ais3", "bdmc_gap")} <= set(m)  # each start checked at K = 3
+    assert all(np.isfinite(m[f"test/ais_{s}"]) and m[f"test/bdmc_gap_{s}"] > -5 for s in starts)
+    best = report["estimators"]["test/log_likelihood"]
+    assert m["test/log_likelihood"] == m[best] == max(m[k] for k in m if k.startswith(("test/iwae10_", "test/ais_"))
                                                       and k.count("_") == 1)
     assert (out / "images" / "samples_step000030.png").exists()
 

@@ -34,7 +34,7 @@ def first(dataset, n: int) -> torch.Tensor:
 def digits() -> tuple[torch.Tensor, torch.Tensor, ClassifierFeatures]:
     dm = DigitsDataModule()
     dm.setup()
-    return first(dm.train_set, 1500), first(dm.val_set, 297), ClassifierFeatures(None, dm.dataset_id, dm.image_shape)
+    return first(dm.train_set, 1500), first(dm.test_set, 297), ClassifierFeatures(None, dm.dataset_id, dm.image_shape)
 
 
 def cifar(n: int = 2000) -> tuple[torch.Tensor, torch.Tensor, ClassifierFeatures]:
@@ -42,7 +42,7 @@ def cifar(n: int = 2000) -> tuple[torch.Tensor, torch.Tensor, ClassifierFeatures
     dm.setup()
     every = len(dm.train_set) // n  # a spread of classes, not the first folder only
     train = torch.stack([dm.train_set[i][0] for i in range(0, every * n, every)])
-    test = torch.stack([dm.val_set[i][0] for i in range(0, len(dm.val_set), len(dm.val_set) // n)])
+    test = torch.stack([dm.test_set[i][0] for i in range(0, len(dm.test_set), len(dm.test_set) // n)])
     return train, test, ClassifierFeatures(None, dm.dataset_id, dm.image_shape)
 
 
@@ -122,7 +122,7 @@ def test_train_feature_net_script_writes_a_network_and_its_card(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     card = json.loads((tmp_path / "tiny.json").read_text())
     assert card["dataset"] == "digits" and card["image_shape"] == [1, 8, 8] and card["feature_dim"] == 16
-    assert card["train_examples"] == 1500 and 0.1 < card["test_accuracy"] <= 1.0
+    assert card["train_examples"] == 1350 and 0.1 < card["test_accuracy"] <= 1.0
     assert card["command"].startswith("python scripts/train_feature_net.py name=tiny")
     net, _ = load_feature_net(tmp_path / "tiny.pt")
     assert net.features(torch.rand(3, 1, 8, 8)).shape == (3, 16)
@@ -133,8 +133,8 @@ def test_training_logs_classifier_metrics_and_refuses_a_misfit(tmp_path):
             "eval.features=classifier", "logger=csv", "callbacks.image_grids.every_n_steps=0"]
     run_train(tmp_path / "ok", *fast)
     metrics = json.loads((tmp_path / "ok" / "metrics.json").read_text())
-    assert {"eval/fd_digits_cnn", "eval/kid_digits_cnn", "eval/precision_digits_cnn"} <= set(metrics)
-    assert not any(k.startswith("eval/fid") for k in metrics)
+    assert {"test/fd_digits_cnn", "test/kid_digits_cnn", "test/precision_digits_cnn"} <= set(metrics)
+    assert not any(k.startswith("test/fid") for k in metrics)
     cmd = [sys.executable, "train.py", *fast, f"eval.fid.classifier_path={SHIPPED_DIR / 'digits_cnn.pt'}",
            "data.image_size=28", "decoder=dcgan28", f"hydra.run.dir={tmp_path / 'bad'}"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
@@ -147,7 +147,7 @@ def test_the_mnist_test_split_is_measured_by_its_own_shipped_network(compose_cfg
     metrics = train(compose_cfg("data=mnist_t10k", f"data.root={SHARED_MNIST_T10K}", "trainer.max_steps=4",
                                 "trainer.val_check_interval=4", "num_steps=4", "burn_in=2", "eval=fast",
                                 "eval.features=classifier", "logger=csv", "callbacks.image_grids.every_n_steps=0"))
-    assert metrics["eval/fd_mnist_t10k_cnn"] > 0 and "eval/kid_mnist_t10k_cnn" in metrics
+    assert metrics["test/fd_mnist_t10k_cnn"] > 0 and "test/kid_mnist_t10k_cnn" in metrics
 
 
 @needs_cifar
@@ -161,5 +161,5 @@ def test_evaluate_py_gives_offline_metrics_for_a_cifar10_checkpoint(tmp_path):
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((out / "metrics.json").read_text())
-    names = {f"eval/{k}_cifar10_cnn" for k in ("fd", "kid", "precision", "recall", "density", "coverage")} | {"eval/kid_cifar10_cnn_std"}
-    assert names <= set(report["metrics"]) and report["metrics"]["eval/fd_cifar10_cnn"] > 0
+    names = {f"test/{k}_cifar10_cnn" for k in ("fd", "kid", "precision", "recall", "density", "coverage")} | {"test/kid_cifar10_cnn_std"}
+    assert names <= set(report["metrics"]) and report["metrics"]["test/fd_cifar10_cnn"] > 0

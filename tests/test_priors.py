@@ -212,10 +212,10 @@ def test_every_method_trains_and_evaluates_on_a_hierarchy(compose_cfg, method, l
     sizes = list(cfg.prior.sizes)
     assert cfg.model.decoder.latent_dim == sizes[-1] and cfg.state_dim == sum(sizes)
     metrics = train(cfg)
-    wanted = ["train/loss", "val/energy", "eval/elbo_" + ("encoder" if method in ("vae", "iwae", "lpc_jeffreys") else "chain"),
-              "eval/ais_prior", "eval/bdmc_gap_prior", "eval/log_likelihood"]
+    wanted = ["train/loss", "val/energy", "test/elbo_" + ("encoder" if method in ("vae", "iwae", "lpc_jeffreys") else "chain"),
+              "test/ais_prior", "test/bdmc_gap_prior", "test/log_likelihood"]
     assert all(math.isfinite(metrics[k]) for k in wanted), {k: metrics.get(k) for k in wanted}
-    assert ("eval/ais_encoder" in metrics) == (method in ("vae", "iwae", "lpc_jeffreys"))
+    assert ("test/ais_encoder" in metrics) == (method in ("vae", "iwae", "lpc_jeffreys"))
 
 
 @pytest.mark.parametrize("method", ["lpc"])
@@ -239,8 +239,8 @@ def test_a_hierarchy_learns_its_prior_and_evaluates_from_its_checkpoint(tmp_path
          f"hydra.run.dir={tmp_path / 'eval'}"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = json.loads((tmp_path / "eval" / "metrics.json").read_text())["metrics"]
-    assert all(math.isfinite(got[k]) for k in ("eval/ais_prior", "eval/bdmc_gap_prior", "eval/iwae10_chain" if method == "lpc"
-                                                else "eval/iwae10_encoder")), got
+    assert all(math.isfinite(got[k]) for k in ("test/ais_prior", "test/bdmc_gap_prior", "test/iwae10_chain" if method == "lpc"
+                                                else "test/iwae10_encoder")), got
 
 
 @pytest.mark.parametrize("method", ["lpc", "vae"])

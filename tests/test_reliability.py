@@ -225,7 +225,7 @@ def test_corrupt_datasets_fail_with_the_path(tmp_path):
     dm = FolderDataModule(root=src, image_size=8, channels=3, batch_size=2)
     dm.setup()
     with pytest.raises(CorruptDataError, match=r"cannot read image train/a/2.png in .*never skipped silently"):
-        [dm.train_set[i] for i in range(len(dm.train_set))]
+        [dm.split(split)[i] for split in ("train", "val") for i in range(len(dm.split(split)))]
     # 3. the wrong layout: no test/ folder
     write_images(tmp_path / "no_test", {"train/a": 2})
     with pytest.raises(DatasetNotFoundError, match=r"no images in a test/ folder of .*expected layout: <root>/train/<class>/<image>"):

@@ -47,15 +47,33 @@ def test_every_experiment_runs_at_tiny_scale_and_writes_its_report(tmp_path, nam
     assert f"- machine: the runs on {report['runs'][0]['metrics']['provenance']['machine']}" in text
     assert "digits_cnn features (offline, not FID)" in text  # no Inception weights here: named as what it is
     assert all(row["failed"] == 0 for row in report["table"])
-    # the headline likelihood is AIS (run at the end), named, with its checks and the IWAE bound beside it
-    assert all(row[m] is not None for row in report["table"] for m in ("ais_prior", "ais_check", "bdmc_gap", "iwae"))
-    assert all(row["estimator"] for row in report["table"]) and "| estimator |" in text
+    models = [row for row in report["table"] if not row.get("reference")]
+    # the headline likelihood is AIS (run at the end) on the test split at the sigma fitted on validation, named,
+    # with its checks, the IWAE bound, the training sigma's estimate and the validation split's beside it
+    assert all(row[m] is not None for row in models for m in (
+        "ais_prior", "ais_check", "bdmc_gap", "iwae", "sigma_fitted", "log_likelihood_trained_sigma", "val_log_likelihood"))
+    assert all(row["estimator"] for row in models) and "| estimator |" in text
+    assert "Splits: every number in the table is from the test split, scored once per run at its end" in text
+    # the sample metrics' reference points: the untrained networks and the training images
+    references = {row["group"]: row for row in report["table"] if row.get("reference")}
+    assert set(references) == {"reference: the networks untrained", "reference: training images (the floor)"}
+    assert references["reference: training images (the floor)"]["fd"] < references["reference: the networks untrained"]["fd"]
     if name == "ula_vs_mala":
         assert {r["sampler"] for r in report["exact_target_bias"]} == {"ula", "mala", "hmc"}
         assert all(r["accept_rate"] is not None for r in report["table"] if r["group"].startswith("sampler=mala"))
-    if name == "tuned":
+    if name == "step_size_robustness":
+        assert "Best step_size of each line, chosen on the validation split" in text
+    if name == "tuned":  # studies on the validation split, then each method retrained at its best setting
         assert [b["method"] for b in report["best_trials"]] == ["lpc", "vae"]
         assert all(b["best_value"] is not None for b in report["best_trials"])
+        assert [row["group"] for row in models] == ["method=lpc", "method=vae"]
+        trials = [json.loads(p.read_text()) for m in ("lpc", "vae") for p in (tmp_path / name / "runs" / m).glob("*/metrics.json")]
+        assert len(trials) == 4 and not any(k.startswith("test/") for t in trials for k in t)  # trials never score test
+        assert all("val/ais_prior" in t for t in trials)  # their objective includes AIS (full_val_at_end)
+        best = {b["method"]: b["best_params"] for b in report["best_trials"]}
+        for method in ("lpc", "vae"):
+            (retrain,) = (tmp_path / name / "runs" / "best" / method).glob("*/.hydra/overrides.yaml")
+            assert {f"{k}={v}" for k, v in best[method].items()} <= set(yaml.safe_load(retrain.read_text()))
 
 
 def test_report_table_equals_the_metrics_in_the_runs_files(tmp_path):
@@ -71,7 +89,8 @@ def test_report_table_equals_the_metrics_in_the_runs_files(tmp_path):
     for method, runs in by_method.items():
         row = rows[f"method={method}"]
         assert row["runs"] == len(runs) == 2
-        for metric, key in [("log_likelihood", "eval/log_likelihood"), ("bpd", "eval/bpd"), ("fd", "eval/fd_digits_cnn"),
+        for metric, key in [("log_likelihood", "test/log_likelihood"), ("bpd", "test/bpd"), ("fd", "test/fd_digits_cnn"),
+                            ("val_log_likelihood", "val/log_likelihood"), ("sigma_fitted", "test/sigma_fitted"),
                             ("decoder_evals", "cost/decoder_evals"), ("recon_mse", "val/recon_mse")]:
             values = [r[key] for r in runs]
             assert row[metric] == pytest.approx(statistics.fmean(values), rel=1e-9), (method, metric)
@@ -90,7 +109,7 @@ def test_an_experiment_runs_on_the_mnist_test_split(tmp_path):
     """The small scale's second dataset: the grid on MNIST's test split, measured by its own feature network."""
     report = reproduce("lpc_vs_vae", tmp_path, "--", "data=mnist_t10k", f"data.root={SHARED_MNIST_T10K}",
                        "method=lpc,vae")
-    assert [row["group"] for row in report["table"]] == ["method=lpc", "method=vae"]
+    assert [row["group"] for row in report["table"] if not row.get("reference")] == ["method=lpc", "method=vae"]
     assert all(row["failed"] == 0 and row["fd"] > 0 for row in report["table"])
     assert "mnist_t10k_cnn features (offline, not FID)" in (tmp_path / "report.md").read_text()
 
@@ -103,10 +122,11 @@ def test_the_medium_scale_runs_cifar10_with_the_conv_networks_one_multirun_per_s
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["seed0", "seed1"]
     config = yaml.safe_load((tmp_path / "runs" / "seed1" / "0" / ".hydra" / "config.yaml").read_text())
     assert config["seed"] == 1 and config["decoder"]["_target_"].endswith("ConvDecoder") and config["latent_dim"] == 32
-    assert [(row["group"], row["runs"], row["failed"]) for row in report["table"]] == [("method=lpc_jeffreys", 2, 0), ("method=vae", 2, 0)]
-    assert all(row[m] is not None for row in report["table"] for m in (
+    models = [row for row in report["table"] if not row.get("reference")]
+    assert [(row["group"], row["runs"], row["failed"]) for row in models] == [("method=lpc_jeffreys", 2, 0), ("method=vae", 2, 0)]
+    assert all(row[m] is not None for row in models for m in (
         "ais_prior", "ais_encoder", "ais_check", "bdmc_gap", "iwae", "fd", "kid", "precision", "recall", "density", "coverage"))
-    assert all(row["ais_chain"] is None for row in report["table"])  # the chain-fitted start is left out on CIFAR-10
+    assert all(row["ais_chain"] is None for row in models)  # the chain-fitted start is left out on CIFAR-10
     assert {"iwae_curves.png", "fd_curves.png", "samples.png"} <= {p.name for p in tmp_path.glob("*.png")}
     text = (tmp_path / "report.md").read_text()
     assert "cifar10_cnn features (offline, not FID)" in text and "--scale medium" in text
@@ -156,7 +176,7 @@ def test_a_relaunched_grid_runs_only_the_jobs_that_did_not_finish(tmp_path):
     command = load_script("reproduce").long_ais_command(tmp_path / "runs" / "0", 8)
     assert {"eval.likelihood.num_examples=32", "eval.ais.chains=2", "eval.ais.num_distributions=8"} <= set(command)
     assert "skip_finished=true: " in (tmp_path / "runs" / "1" / "lpc_vs_vae.log").read_text()
-    assert [row["runs"] for row in report["table"]] == [1, 1]
+    assert [row["runs"] for row in report["table"] if not row.get("reference")] == [1, 1]
 
 
 def test_kept_records_survive_a_fresh_clone_and_rebuild_the_report(tmp_path):
@@ -185,10 +205,10 @@ def test_the_hierarchical_report_runs_and_completes_every_run(tmp_path):
     """Three latent layers for LPC and the VAE on MNIST's test split: AIS from the hierarchy's prior
     in every row, and scripts/complete.py's errors and grids from every checkpoint."""
     report = reproduce("hierarchical", tmp_path, "--", f"data.root={SHARED_MNIST_T10K}", "prior.sizes=[20,128,128]")
-    groups = [row["group"] for row in report["table"]]
-    assert groups == ["method=lpc prior.sizes=[20,128,128]", "method=vae prior.sizes=[20,128,128]"]
-    assert all(row["failed"] == 0 and row["ais_prior"] is not None for row in report["table"])
-    assert all(0 < row[f"mse_{mask}"] < 1 for row in report["table"] for mask in ("half", "centre", "random"))
+    models = [row for row in report["table"] if not row.get("reference")]
+    assert [row["group"] for row in models] == ["method=lpc prior.sizes=[20,128,128]", "method=vae prior.sizes=[20,128,128]"]
+    assert all(row["failed"] == 0 and row["ais_prior"] is not None for row in models)
+    assert all(0 < row[f"mse_{mask}"] < 1 for row in models for mask in ("half", "centre", "random"))
     assert len(list(tmp_path.glob("runs/*/completion/images/complete_half.png"))) == 2
     assert {"completions.png", "samples.png"} <= {p.name for p in tmp_path.glob("*.png")}
     assert "| mse_half |" in (tmp_path / "report.md").read_text()
@@ -214,12 +234,12 @@ def test_a_relaunched_grid_continues_an_interrupted_job_from_its_checkpoint(tmp_
     logged = job / "csv" / "metrics.csv"  # the final evaluation's row was never flushed
     lines = logged.read_text().splitlines()
     header = lines[0].split(",")
-    kept = [line for line in lines[1:] if not any(v and h.startswith("eval/") for h, v in zip(header, line.split(",")))]
+    kept = [line for line in lines[1:] if not any(v and h.startswith("test/") for h, v in zip(header, line.split(",")))]
     logged.write_text("\n".join([lines[0], *kept]) + "\n")
     reproduce("warmstart_objectives", tmp_path, "--", "method=lpc")
     again = json.loads((job / "metrics.json").read_text())
     assert again["global_step"] == 6
-    assert {k: again[k] for k in final if k.startswith("eval/")} == {k: v for k, v in final.items() if k.startswith("eval/")}
+    assert {k: again[k] for k in final if k.startswith("test/")} == {k: v for k, v in final.items() if k.startswith("test/")}
     # and its curves still end at that evaluation (the CSV logger is flushed after it)
     assert [point["step"] for point in load_script("reproduce").read_curves(job / "csv" / "metrics.csv", again)] == [3, 6]
 
@@ -239,9 +259,11 @@ def test_a_curve_is_the_mean_over_repeats_with_a_band_of_one_standard_deviation(
 
 def test_paired_differences_compare_each_group_to_the_reference_seed_by_seed():
     """VAE − LPC on the seeds both finished (seed 2's LPC failed, seed 3 has no VAE): the mean and
-    spread of the per-seed differences, and how many are above 0."""
+    spread of the per-seed differences, how many are above 0, the paired-t interval and the verdict;
+    a difference smaller than the AIS estimates' own error is marked so."""
     script = load_script("reproduce")
-    summary = lambda ll, fd: {"log_likelihood": ll, "ais_prior": ll - 1, "fd": fd, "kid": None}  # noqa: E731
+    summary = lambda ll, fd: {"log_likelihood": ll, "ais_prior": ll - 1, "fd": fd, "kid": None,  # noqa: E731
+                              "log_likelihood_error": 0.5, "ais_prior_error": 20.0 if ll < -115 else 9.0}
     run = lambda method, seed, s: {"overrides": {"method": method, "seed": seed}, "summary": s}  # noqa: E731
     runs = [run("lpc", "0", summary(-100.0, 5.0)), run("lpc", "1", summary(-120.0, 6.0)), run("lpc", "2", None),
             run("lpc", "3", summary(-90.0, 4.0)),
@@ -249,8 +271,15 @@ def test_paired_differences_compare_each_group_to_the_reference_seed_by_seed():
     experiment = script.EXPERIMENTS["lpc_vs_vae"]
     (row,) = script.paired_differences(runs, experiment)
     assert row["group"] == "method=vae" and row["kid"] is None
-    assert row["log_likelihood"] == pytest.approx({"mean": 8.0, "std": 2 ** 0.5 * 2, "pairs": 2, "above": 2})
-    assert row["fd"] == pytest.approx({"mean": 0.75, "std": 0.25 * 2 ** 0.5, "pairs": 2, "above": 2})
+    half = 12.7062047361747 * 2  # t_{0.975, 1} x sd / sqrt(2), sd = 2 sqrt(2)
+    assert {k: row["log_likelihood"][k] for k in ("mean", "std", "pairs", "above", "low", "high", "estimator_error")} == \
+        pytest.approx({"mean": 8.0, "std": 2 ** 0.5 * 2, "pairs": 2, "above": 2, "low": 8 - half, "high": 8 + half,
+                       "estimator_error": 0.5})
+    assert row["log_likelihood"]["verdict"] == "not significant"  # two pairs: the interval spans 0
+    # AIS from the prior: each side's mean error over the pairs (VAE 9, LPC (9 + 20) / 2), the larger one counts
+    assert row["ais_prior"]["estimator_error"] == 14.5 and row["ais_prior"]["verdict"] == "within the estimator's error"
+    assert row["fd"]["mean"] == pytest.approx(0.75) and row["fd"]["estimator_error"] is None
     lines = "\n".join(script.paired_markdown([row], experiment.paired))
-    assert "| method=vae | +8 ± 2.8 (2/2 > 0) | +8 ± 2.8 (2/2 > 0) | +0.75 ± 0.35 (2/2 > 0) |" in lines
+    assert "| method=vae | +8 ± 2.8 (2/2 > 0; 95% CI [-17.4, +33.4]; estimator error 0.5): not significant |" in lines
+    assert "(2/2 > 0; 95% CI [-17.4, +33.4]; estimator error 14): within the estimator's error |" in lines
     assert "Δ kid" not in lines

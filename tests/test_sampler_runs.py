@@ -55,11 +55,11 @@ def test_every_sampler_and_warmstart_trains_on_the_digits(compose_cfg, tmp_path)
         assert ("val/rhat_max" in metrics) == (chains > 1), name
         if chains > 1:
             assert metrics["val/rhat_max"] >= 1.0 - 1e-3 and 0 < metrics["val/ess_bulk_min"] <= kept * chains, name
-        assert any(k.startswith("eval/fd_digits_cnn") for k in metrics), name
+        assert any(k.startswith("test/fd_digits_cnn") for k in metrics), name
     # scripts/evaluate.py on one checkpoint of each sampler
     for sampler, warmstart in [("ula", "persistent"), ("hmc", "reverse_kl")]:
         report = evaluate(tmp_path / sampler / warmstart / "checkpoints" / "last.ckpt", tmp_path / "eval" / sampler)
-        assert report["eval/fd_digits_cnn"] > 0 and report["eval/iwae10_chain"] >= report["eval/elbo_chain"] - 1.0, sampler
+        assert report["test/fd_digits_cnn"] > 0 and report["test/iwae10_chain"] >= report["test/elbo_chain"] - 1.0, sampler
 
 
 @pytest.mark.skipif(not SHARED_CIFAR.exists(), reason="needs ../shared/data/cifar10/cifar10_jpeg.zip")
@@ -75,4 +75,4 @@ def test_every_sampler_and_warmstart_trains_on_cifar10_from_the_zip(compose_cfg,
         metrics = train(cfg)
         assert metrics["cost/decoder_evals"] == expected_decoder_evals(sampler, warmstart, chains, T - 2), (sampler, warmstart)
     report = evaluate(tmp_path / "mala" / "jeffreys" / "checkpoints" / "last.ckpt", tmp_path / "eval")
-    assert report["eval/fd_cifar10_cnn"] > 0 and report["eval/iwae10_encoder"] >= report["eval/elbo_encoder"] - 1.0
+    assert report["test/fd_cifar10_cnn"] > 0 and report["test/iwae10_encoder"] >= report["test/elbo_encoder"] - 1.0

@@ -116,7 +116,7 @@ def test_every_run_ends_with_a_validation(compose_cfg):
     """max_steps need not be a multiple of val_check_interval: the final val/ metrics are there."""
     metrics = train(compose_cfg("num_steps=7", "burn_in=1", "trainer.max_steps=7", "trainer.val_check_interval=400",
                                 "logger=csv", "callbacks=evaluation", "eval=fast", "eval.fid.enabled=false"))
-    assert {"val/energy", "val/recon_mse", "val/elbo", "eval/elbo_chain"} <= set(metrics)  # eval survives the validation
+    assert {"val/energy", "val/recon_mse", "val/elbo", "val/elbo_chain", "test/elbo_chain"} <= set(metrics)
 
 
 def test_multirun_jobs_get_their_own_wandb_runs(tmp_path):
@@ -139,3 +139,14 @@ def test_cifar10_preset_trains_the_paper_model_family_and_sigma_moves(tmp_path):
     # it starts at 1 and follows the RMS reconstruction error of each batch (sigma_mode=optimal)
     assert len(sigma) == 6 and max(sigma) < 0.9 and len(set(sigma)) == 6, sigma
     assert read_metrics(tmp_path, "train/encoder_loss")
+
+
+def test_early_stopping_reads_the_validation_log_likelihood(compose_cfg, tmp_path):
+    """'callbacks=[default,early_stopping]': asked for an impossible improvement, the run stops at its
+    second validation, then scores the test split once, there."""
+    train(compose_cfg("num_steps=4", "burn_in=2", "sampler.thin=1", "trainer.max_steps=30", "trainer.val_check_interval=5", "logger=csv",
+                      "eval=fast", "eval.fid.enabled=false", "callbacks=[default,early_stopping]",
+                      "callbacks.early_stopping.patience=1", "callbacks.early_stopping.min_delta=1e9"))
+    summary = json.loads((tmp_path / "metrics.json").read_text())
+    assert summary["global_step"] == 10 and "test/log_likelihood" in summary
+    assert read_metrics_by_step(tmp_path, "test/log_likelihood").keys() == {10}

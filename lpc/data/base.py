@@ -1,8 +1,12 @@
-"""The shared image DataModule: pixel transforms, splits and loaders.
+"""The shared image DataModule: pixel transforms, the three splits and their loaders.
 
 Every dataset yields ``(image, label)`` with the image a float tensor (channels, image_size,
 image_size) in ``pixel_range`` (default [0, 1]), optionally binarised; the training set yields
 ``(image, label, index)`` when the model asks for example indices (``with_index``, persistent chains).
+
+Splits: ``train_set`` (what the model learns from), ``val_set`` (held out of the dataset's training
+split by ``val_size`` and ``split_seed``: every choice during and after training is made on it) and
+``test_set`` (the dataset's test split, scored once at the end).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from lpc.data.sampling import EpochSampler
 from lpc.errors import ConfigError
 
 BINARIZE = ("none", "dynamic", "fixed")
+SPLITS = ("train", "val", "test")
 DATA_DIR_ENV = "LPC_DATA_DIR"
 
 
@@ -64,12 +69,36 @@ def binarize(x: Tensor, mode: str, index: int) -> Tensor:
     return torch.bernoulli(x, generator=gen)
 
 
-class TransformedDataset(Dataset):
-    """Applies the DataModule's pixel pipeline to a base dataset of ``(image, label)`` pairs; with
-    ``with_index`` each item also carries its index in the dataset."""
+def validation_count(val_size: int | float, num_train: int) -> int:
+    """The number of images ``val_size`` holds out of ``num_train``: a fraction in (0, 1) of them
+    (rounded, at least 1) or a count >= 1, leaving at least one image to train on."""
+    if isinstance(val_size, bool) or not isinstance(val_size, (int, float)) or val_size <= 0 or (
+            val_size >= 1 and not float(val_size).is_integer()):
+        raise ConfigError(f"data.val_size must be a fraction in (0, 1) or a whole number of images >= 1, got {val_size!r}")
+    count = max(1, round(val_size * num_train)) if val_size < 1 else int(val_size)
+    if count >= num_train:
+        raise ConfigError(f"data.val_size={val_size} holds out {count} of the {num_train} training images, leaving none "
+                          f"to train on; lower data.val_size")
+    return count
 
-    def __init__(self, base: Dataset, module: "ImageDataModule", with_index: bool = False):
+
+def split_indices(num_train: int, val_size: int | float, split_seed: int) -> tuple[Tensor, Tensor]:
+    """(train, validation) positions in a training split of ``num_train`` images: the validation
+    images are the first ``validation_count`` of ``randperm(num_train)`` under ``split_seed``, so
+    the split is fixed by (val_size, split_seed) whatever the run's seed."""
+    order = torch.randperm(num_train, generator=torch.Generator().manual_seed(split_seed))
+    count = validation_count(val_size, num_train)
+    return order[count:].sort().values, order[:count].sort().values
+
+
+class TransformedDataset(Dataset):
+    """Applies the DataModule's pixel pipeline to the items ``indices`` (all, if None) of a base
+    dataset of ``(image, label)`` pairs; with ``with_index`` each item also carries its position in
+    this dataset. ``fixed`` binarisation is seeded by the item's index in the base dataset."""
+
+    def __init__(self, base: Dataset, module: "ImageDataModule", indices: Tensor | None = None, with_index: bool = False):
         self.base = base
+        self.indices = indices.tolist() if indices is not None else None
         self.with_index = with_index
         self.channels = module.channels
         self.image_size = module.image_size
@@ -77,17 +106,19 @@ class TransformedDataset(Dataset):
         self.low, self.high = module.pixel_range
 
     def __len__(self) -> int:
-        return len(self.base)
+        return len(self.base) if self.indices is None else len(self.indices)
 
     def __getitem__(self, index: int) -> tuple[Tensor, int] | tuple[Tensor, int, int]:
-        img, label = self.base[index]
-        x = binarize(to_float_image(img, self.channels, self.image_size), self.binarize, index)
+        source = index if self.indices is None else self.indices[index]
+        img, label = self.base[source]
+        x = binarize(to_float_image(img, self.channels, self.image_size), self.binarize, source)
         item = (self.low + (self.high - self.low) * x, int(label))
         return (*item, index) if self.with_index else item
 
 
 class ImageDataModule(L.LightningDataModule):
-    """Base DataModule: subclasses implement ``load_split(split)`` for ``train`` and ``test``.
+    """Base DataModule: subclasses implement ``load_split(split)`` for the dataset's own ``train``
+    and ``test`` splits; ``setup`` holds ``val_size`` of the training split out as validation.
 
     Args:
         root: where the dataset lives (a folder; for ``folder`` also a zip file).
@@ -100,6 +131,10 @@ class ImageDataModule(L.LightningDataModule):
         drop_last: drop the last incomplete training batch (static shapes for the inner loop).
         seed: the training order of epoch e is a permutation under ``seed + e`` (``EpochSampler``);
             ``None``: ``torch.initial_seed()``, i.e. the run's ``seed``.
+        val_size: the validation images held out of the training split: a fraction in (0, 1) or a
+            count (``split_indices``); never trained on.
+        split_seed: the permutation that picks them (and, for datasets without a test split of
+            their own, the test images): fixed, whatever the run's ``seed``.
 
     Under DDP each rank reads its shard of that order (``EpochSampler``), so Lightning's own
     distributed sampler is off (``trainer.use_distributed_sampler=false``). The read position is
@@ -119,6 +154,8 @@ class ImageDataModule(L.LightningDataModule):
         pixel_range: Sequence[float] = (0.0, 1.0),
         drop_last: bool = True,
         seed: int | None = None,
+        val_size: int | float = 0.1,
+        split_seed: int = 0,
     ):
         super().__init__()
         if binarize not in BINARIZE:
@@ -138,10 +175,14 @@ class ImageDataModule(L.LightningDataModule):
         self.pixel_range = (float(pixel_range[0]), float(pixel_range[1]))
         self.drop_last = drop_last
         self.seed = int(seed if seed is not None else torch.initial_seed() % 2**31)
+        validation_count(val_size, 2**31)  # a malformed val_size fails here, before any data is read
+        self.val_size = val_size
+        self.split_seed = split_seed
         self._resume: tuple[int, int] | None = None  # (epoch, batches read), from a checkpoint
         self.with_index = False  # training items carry their index (set by lpc.build for persistent chains)
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
+        self.test_set: Dataset | None = None
 
     @property
     def dataset_id(self) -> str:
@@ -157,10 +198,13 @@ class ImageDataModule(L.LightningDataModule):
         raise NotImplementedError
 
     def setup(self, stage: str | None = None) -> None:
-        """Load both splits once (idempotent, so it can run before the Trainer to fail early)."""
+        """Load the three splits once (idempotent, so it can run before the Trainer to fail early)."""
         if self.train_set is None:
-            self.train_set = TransformedDataset(self.load_split("train"), self, with_index=self.with_index)
-            self.val_set = TransformedDataset(self.load_split("test"), self)
+            train = self.load_split("train")
+            train_idx, val_idx = split_indices(len(train), self.val_size, self.split_seed)
+            self.train_set = TransformedDataset(train, self, train_idx, with_index=self.with_index)
+            self.val_set = TransformedDataset(train, self, val_idx)
+            self.test_set = TransformedDataset(self.load_split("test"), self)
             if len(self.train_set) < self.batch_size and self.drop_last:
                 raise ConfigError(
                     f"{self.name}: {len(self.train_set)} training images is fewer than data.batch_size="
@@ -205,4 +249,10 @@ class ImageDataModule(L.LightningDataModule):
         return self._loader(self.val_set, train=False)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, train=False)
+        return self._loader(self.test_set, train=False)
+
+    def split(self, name: str) -> Dataset:
+        """The set up split ``train``, ``val`` or ``test``."""
+        if name not in SPLITS:
+            raise ConfigError(f"split must be one of {list(SPLITS)}, got {name!r}")
+        return getattr(self, f"{name}_set")

@@ -13,16 +13,16 @@ class DigitsDataModule(ImageDataModule):
     (and, like every data module's pixels, rounded to the 8-bit levels k/255).
 
     They ship inside scikit-learn's wheel, so this works with no network and no ``root``. A fixed
-    permutation (``split_seed``) holds out ``test_size`` images as the test split. Set
+    permutation (``split_seed``) holds out ``test_size`` images as the test split; ``val_size`` of
+    the other 1,500 are the validation split (150 by default), the rest are trained on. Set
     ``image_size`` to 28/32 to upsample for the convolutional decoders.
     """
 
     name = "digits"
 
-    def __init__(self, test_size: int = 297, split_seed: int = 0, image_size: int = 8, channels: int = 1, **kwargs):
+    def __init__(self, test_size: int = 297, image_size: int = 8, channels: int = 1, **kwargs):
         super().__init__(image_size=image_size, channels=channels, **kwargs)
         self.test_size = test_size
-        self.split_seed = split_seed
 
     def load_split(self, split: str) -> Dataset:
         from sklearn.datasets import load_digits

@@ -25,16 +25,16 @@ def read_idx(path: Path, header: int) -> np.ndarray:
 class MNISTTestSplitDataModule(ImageDataModule):
     """MNIST's 10,000 test digits (``t10k-images-idx3-ubyte.gz`` and ``t10k-labels-idx1-ubyte.gz``,
     as torchvision downloads them, in ``root`` or ``root/MNIST/raw``), cut by a fixed permutation
-    (``split_seed``) into ``10,000 - test_size`` training and ``test_size`` test images."""
+    (``split_seed``) into ``10,000 - test_size`` training and ``test_size`` test images; ``val_size``
+    of the training images (900 by default) are held out as the validation split."""
 
     name = "mnist_t10k"
 
-    def __init__(self, test_size: int = 1000, split_seed: int = 0, image_size: int = 28, channels: int = 1, **kwargs):
+    def __init__(self, test_size: int = 1000, image_size: int = 28, channels: int = 1, **kwargs):
         super().__init__(image_size=image_size, channels=channels, **kwargs)
         if not 0 < test_size < 10_000:
             raise ValueError(f"data.test_size must be in (0, 10000), got {test_size}")
         self.test_size = test_size
-        self.split_seed = split_seed
 
     def files(self) -> tuple[Path, Path]:
         for folder in (self.root, self.root / "MNIST" / "raw"):

@@ -76,6 +76,8 @@ class GenerativeModule(L.LightningModule):
         self.train_rng: dict[str, Tensor | None] | None = None  # the training stream's state
         self.skipped_steps = 0  # this rank's training steps with nothing to learn from (kept in checkpoints)
         self.update_counts = {"updates": 0, "skipped_updates": 0}  # the run's, over all ranks (``on_train_end``)
+        self.decoder_evals_total = 0  # this rank's decoder passes over its batch, over the run (kept in checkpoints)
+        self.last_update_evals = 0  # ... of the last update: what the next one will cost (``lpc.callbacks.Budget``)
         self._validation_rng = ExitStack()
 
     def rng_devices(self) -> list[torch.device]:
@@ -117,6 +119,7 @@ class GenerativeModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["train_rng"] = self.train_rng
         checkpoint["skipped_steps"] = self.skipped_steps
+        checkpoint["decoder_evals_total"] = self.decoder_evals_total
         for logger in self.trainer.loggers:
             if isinstance(logger, WandbLogger):
                 checkpoint["wandb_run_id"] = logger.version  # a resumed run logs to the same W&B run
@@ -124,6 +127,7 @@ class GenerativeModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.train_rng = checkpoint.get("train_rng")
         self.skipped_steps = checkpoint.get("skipped_steps", 0)
+        self.decoder_evals_total = checkpoint.get("decoder_evals_total", 0)
 
     @property
     def decoder(self) -> nn.Module:
@@ -254,10 +258,17 @@ class GenerativeModule(L.LightningModule):
         # validation metrics are averaged over ranks (equal shards: EpochSampler), training ones are rank 0's
         self.log_dict({f"{stage}/{k}": v for k, v in metrics.items()}, batch_size=batch_size, sync_dist=stage != "train")
 
+    def count_cost(self, decoder_evals: int) -> None:
+        """Add an update's decoder forward+backward passes (over a batch) to the run's total, on every
+        update, logged or not: what a budget of decoder evaluations (``lpc.callbacks.Budget``) spends."""
+        self.decoder_evals_total += decoder_evals
+        self.last_update_evals = decoder_evals
+
     def log_cost(self, decoder_evals: int, encoder_evals: int, inner_loop_ms: float, step_ms: float) -> None:
-        """The cost of one update, under the names every method shares."""
+        """The cost of one update, under the names every method shares, and the run's total so far."""
         self.log_dict({
             "cost/decoder_evals": float(decoder_evals),
+            "cost/decoder_evals_total": float(self.decoder_evals_total),
             "cost/encoder_evals": float(encoder_evals),
             "cost/inner_loop_ms": inner_loop_ms,
             "cost/step_ms": step_ms,

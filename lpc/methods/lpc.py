@@ -192,7 +192,9 @@ class LangevinPC(GenerativeModule):
                     "train/step_size": self.sampler.step_size,
                     "train/updated": float(len(x) > 0),
                 })
+            chain_evals = self.sampler.chains * self.sampler.grad_evals
             if len(x) == 0:  # every chain diverged: nothing to learn from; the step still counts
+                self.count_cost(chain_evals)
                 self.skip_update([decoder_opt] if encoder_opt is None else [decoder_opt, encoder_opt])
                 return None
             learn_from = self.learning_samples(chain)
@@ -204,6 +206,8 @@ class LangevinPC(GenerativeModule):
                 encoder_terms = self.warmstart.loss(self.energy, x, proposal, chain.samples)
                 self.step_optimizer(encoder_opt, encoder_terms["encoder_loss"], counts_as_step=False,
                                     hint="the decoder has already taken this batch's step; lower warmstart.optimizer.lr")
+        decoder_evals = chain_evals + len(learn_from) + self.warmstart.decoder_evals
+        self.count_cost(decoder_evals)
         if not log_now:
             return loss
         # the metrics draw (the chain ELBO's z') from their own stream: training follows the same
@@ -214,7 +218,7 @@ class LangevinPC(GenerativeModule):
         self.log_metrics("train", metrics, x.shape[0])
         self.log("train/loss", loss.detach(), prog_bar=True)
         self.log_cost(
-            decoder_evals=self.sampler.chains * self.sampler.grad_evals + len(learn_from) + self.warmstart.decoder_evals,
+            decoder_evals=decoder_evals,
             encoder_evals=int(self.warmstart.trainable),
             inner_loop_ms=inner_clock.ms,
             step_ms=step_clock.ms,

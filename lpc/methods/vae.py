@@ -48,7 +48,7 @@ class VAE(GenerativeModule):
         kl = self.prior.kl(mean, log_std, z)
         return {
             "elbo": log_lik - kl,
-            "log_likelihood": log_lik,
+            "recon_log_prob": log_lik,
             "kl": kl,
             "energy": self.energy.from_output(x, z, out),
             "recon_mse": (self.likelihood.mean(out) - x).square().flatten(1).mean(1),
@@ -61,6 +61,7 @@ class VAE(GenerativeModule):
             terms = self.elbo_terms(x, fit_scale=True)
             loss = -terms[self.objective].mean()
             self.step_optimizer(self.optimizers(), loss)
+        self.count_cost(self.num_samples)
         if not log_now:
             return loss
         self.log_metrics("train", {k: v.detach().mean() for k, v in terms.items()}, x.shape[0])
@@ -122,7 +123,7 @@ class IWAE(VAE):
         return {
             "iwae": torch.logsumexp(log_w, 0) - math.log(k),
             "elbo": log_w.mean(0),
-            "log_likelihood": log_lik.mean(0),
+            "recon_log_prob": log_lik.mean(0),
             "kl": (log_lik - log_w).mean(0),  # log q(z|x) - log p(z), averaged over the draws
             "energy": -(log_lik + log_prior).mean(0),
             "recon_mse": (self.likelihood.mean(out[:batch]) - x).square().flatten(1).mean(1),

@@ -1,0 +1,33 @@
+"""Write the README's results table from the committed reports' JSON (lpc.results_table).
+
+    python scripts/results_table.py            # rewrite the table in README.md
+    python scripts/results_table.py --check    # exit 1 if README.md's table is not the reports' (the tests run this)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from lpc.results_table import results_table, with_table
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="only check that README.md holds the reports' table")
+    args = parser.parse_args()
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    drawn = with_table(text, results_table(ROOT / "docs" / "results"))
+    if args.check:
+        sys.exit(0 if drawn == text else "README.md's results table differs from docs/results/*/report.json: "
+                                         "run python scripts/results_table.py")
+    readme.write_text(drawn)
+    print(f"README.md's results table drawn from {ROOT / 'docs' / 'results'}")
+
+
+if __name__ == "__main__":
+    main()
