@@ -68,7 +68,8 @@ TINY = ["trainer.max_steps=6", "trainer.val_check_interval=3", "num_steps=4", "b
         "trainer.limit_val_batches=2", "logger=csv", "trainer.enable_progress_bar=false",
         "eval.ais.num_distributions=6", "eval.ais.chains=2", "eval.ais.bdmc_examples=4",
         "eval.ais.check_distributions=[3]", "eval.sigma_fit.num_examples=16", "eval.sigma_fit.burn_in=20",
-        "eval.sigma_fit.max_iterations=4", "eval.sigma_fit.polish=1"]
+        "eval.sigma_fit.num_steps=5", "eval.sigma_fit.num_samples=2", "eval.sigma_fit.max_iterations=4",
+        "eval.sigma_fit.polish=1"]
 # --scale medium: CIFAR-10 with the paper's networks (higgins32, full width) and likelihood, cut to what 2 CPU cores
 # finish: latent 32, T = 20 (burn-in 10) for every chain, 1,500 iterations; AIS from the prior and the encoder on 50
 # test images with 4 chains at K = 500 (the K = 250 check, BDMC on 10 simulated images). AIS costs 0.4 ms per chain,
@@ -100,7 +101,7 @@ TINY_GRIDS = {
     "warmstart_objectives": {"seed": "0"},
     "step_size_robustness": {"step_size": "0.05,1.0", "seed": "0"},
     "ula_vs_mala": {"step_size": "0.05,1.0", "seed": "0"},
-    "tuned": {"hydra.sweeper.n_trials": "2"},
+    "tuned": {"hydra.sweeper.n_trials": "1"},
     "hierarchical": {"method": "lpc,vae", "prior.sizes": "[128],[20,128,128]", "seed": "0"},
 }
 # the grid each experiment runs at the medium scales (where it differs from the experiment's own)

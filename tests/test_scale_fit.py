@@ -91,7 +91,7 @@ def test_a_model_trained_at_three_times_the_scale_recovers_its_exact_log_likelih
     model = VAE(MLPEncoder(latent_dim=LATENT, channels=1, image_size=SIDE, hidden=[8]), Linear(w, b),
                 GaussianLikelihood(sigma=3 * target, sigma_mode="optimal"), optimizer=torch.optim.Adam)
     ais = AnnealedLikelihood(enabled=True, num_distributions=1000, chains=8, num_examples=20, batch_size=20,
-                             starts=["prior"], bdmc_examples=0, progress=False)
+                             starts=["prior"], bdmc_examples=0, progress=False, refresh=False)
     evaluator = Evaluator(SampleQuality(enabled=False), LikelihoodBounds(enabled=False), ais=ais)
     m = evaluator.evaluate(model, TensorDataset(test, test), (0.0, 1.0), validation=TensorDataset(val, val)).metrics
     exact = exact_log_px(w, b, test[:20], target).mean()

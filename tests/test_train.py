@@ -106,7 +106,7 @@ def test_missing_dataset_fails_at_start_with_the_fix(tmp_path):
 def test_cifar10_from_the_folder_zip(tmp_path):
     run_train(tmp_path, "data=folder", f"data.root={SHARED_CIFAR}", "decoder=dcgan32", "decoder.widths=[32,16,16]",
               "batch_size=16", "latent_dim=32", "trainer.max_steps=3", "trainer.limit_val_batches=2", "num_steps=4", "burn_in=1",
-              "logger=csv", "trainer.log_every_n_steps=1",
+              "logger=csv", "trainer.log_every_n_steps=1", "eval=fast", "eval.fid.num_samples=100",
               "callbacks.image_grids.num_images=16")
     assert read_metrics(tmp_path, "train/energy")
     assert (tmp_path / "images" / "samples_step000003.png").exists()
@@ -150,3 +150,15 @@ def test_early_stopping_reads_the_validation_log_likelihood(compose_cfg, tmp_pat
     summary = json.loads((tmp_path / "metrics.json").read_text())
     assert summary["global_step"] == 10 and "test/log_likelihood" in summary
     assert read_metrics_by_step(tmp_path, "test/log_likelihood").keys() == {10}
+
+
+def test_the_best_checkpoint_is_chosen_on_the_validation_split(compose_cfg, tmp_path):
+    """callbacks.model_checkpoint.monitor=val/log_likelihood: the checkpoint kept as best is the one whose
+    validation log-likelihood (evaluated just before Lightning saves) was highest."""
+    train(compose_cfg("num_steps=4", "burn_in=2", "sampler.thin=1", "trainer.max_steps=15", "trainer.val_check_interval=5",
+                      "logger=csv", "eval=fast", "eval.fid.enabled=false", "callbacks.image_grids.every_n_steps=0",
+                      "callbacks.model_checkpoint.monitor=val/log_likelihood", "callbacks.model_checkpoint.mode=max"))
+    by_step = read_metrics_by_step(tmp_path, "val/log_likelihood")
+    assert set(by_step) == {5, 10, 15}
+    best = max(by_step, key=by_step.get)
+    assert [p.name for p in (tmp_path / "checkpoints").glob("step_*.ckpt")] == [f"step_{best:06d}.ckpt"]
