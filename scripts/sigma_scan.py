@@ -67,7 +67,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "sigma_scan")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    ais = [f"eval.ais.chains={args.chains}", f"eval.ais.num_distributions={args.distributions}"]
+    ais = [f"eval.ais.chains={args.chains}", f"eval.ais.num_distributions={args.distributions}", "eval.ais.check_distributions=[]"]
     rows = [row for path in args.ckpt_paths for row in scan(path, args.factors, args.examples, args.out, ais)]
     table = markdown_table(["checkpoint", "sigma", "which", "AIS from the prior, validation (nats)"],
                            ([r["checkpoint"], f"{r['sigma']:.4g}", r["which"], f"{r['ais_prior_val']:.2f}"] for r in rows))
