@@ -3,6 +3,7 @@ real data, through the shipped in-domain classifiers."""
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -31,12 +32,14 @@ def first(dataset, n: int) -> torch.Tensor:
     return torch.stack([dataset[i][0] for i in range(min(n, len(dataset)))])
 
 
+@functools.cache  # read once per test process: the CIFAR-10 images take tens of seconds to decode
 def digits() -> tuple[torch.Tensor, torch.Tensor, ClassifierFeatures]:
     dm = DigitsDataModule()
     dm.setup()
     return first(dm.train_set, 1500), first(dm.test_set, 297), ClassifierFeatures(None, dm.dataset_id, dm.image_shape)
 
 
+@functools.cache
 def cifar(n: int = 2000) -> tuple[torch.Tensor, torch.Tensor, ClassifierFeatures]:
     dm = FolderDataModule(root=SHARED_CIFAR, image_size=32, channels=3)
     dm.setup()
