@@ -12,18 +12,20 @@ from conftest import NoHostSync
 from lpc.build import build
 from lpc.energy import Energy
 from lpc.errors import ConfigError
-from lpc.likelihoods import GaussianLikelihood
+from lpc.likelihoods import DiscretizedGaussianLikelihood, GaussianLikelihood
 from lpc.networks import MLPDecoder
-from lpc.samplers import AdamPreconditioner, HMCSampler, LangevinSampler, MALASampler
+from lpc.samplers import AdamPreconditioner, HMCSampler, IdentityPreconditioner, LangevinSampler, MALASampler
 from lpc.samplers.compiled import LoopRunner, clone_outputs
 from lpc.training import train
 
 B, D = 8, 4
 AOT = {"backend": "aot_eager"}  # dynamo + AOT autograd without C++ code generation (seconds, not a minute, on 2 cores)
 SAMPLERS = {
-    "ula": lambda **kw: LangevinSampler(step_size=0.1, num_steps=12, burn_in=4, thin=2, preconditioner=AdamPreconditioner(), **kw),
-    "mala": lambda **kw: MALASampler(step_size=0.1, num_steps=12, burn_in=4, adapt_step_size=True, preconditioner=AdamPreconditioner(), **kw),
-    "hmc": lambda **kw: HMCSampler(step_size=0.1, num_steps=6, burn_in=2, num_leapfrog=3, chains=2, **kw),
+    "ula": lambda **kw: LangevinSampler(**{"step_size": 0.1, "num_steps": 12, "burn_in": 4, "thin": 2,
+                                           "preconditioner": AdamPreconditioner(), **kw}),
+    "mala": lambda **kw: MALASampler(**{"step_size": 0.1, "num_steps": 12, "burn_in": 4, "adapt_step_size": True,
+                                        "preconditioner": AdamPreconditioner(), **kw}),
+    "hmc": lambda **kw: HMCSampler(**{"step_size": 0.1, "num_steps": 6, "burn_in": 2, "num_leapfrog": 3, "chains": 2, **kw}),
 }
 
 
@@ -105,13 +107,62 @@ def test_the_loop_never_waits_for_the_device(name, diverge, energy):
 
 
 @pytest.mark.parametrize("name", list(SAMPLERS))
-def test_torch_compile_gives_the_eager_chain(name, energy):
-    eager = chain(SAMPLERS[name](), energy, images(0))
-    compiled = SAMPLERS[name](compile="torch_compile", compile_options=AOT)
-    assert_same_chain(chain(compiled, energy, images(0)), eager, exact=False)
-    assert list(compiled._runner.compiled) == [energy]  # compiled once, reused for the next batch
-    chain(compiled, energy, images(1))
-    assert len(compiled._runner.compiled) == 1
+@pytest.mark.parametrize("precond", ["adam", "none", "shared"])
+def test_torch_compile_gives_the_eager_chain(name, precond, energy, caplog):
+    """Whole transitions compiled (the gradient by torch.func, M, the step, the checks): the eager
+    chain from the same seed, for every sampler and preconditioner, with chains started so far out
+    that some diverge (their reset runs too), and compiled once for the next batch."""
+    preconditioner = {"adam": AdamPreconditioner(), "none": IdentityPreconditioner(),
+                      "shared": AdamPreconditioner(shared_over_batch=True)}[precond]
+    step = {"step_size": 0.003} if precond == "none" else {}  # without M, the step of the others diverges every chain
+    make = lambda **kw: SAMPLERS[name](**{"preconditioner": preconditioner, **step, **kw})  # noqa: E731
+    compiled = make(compile="torch_compile", compile_options=AOT, compile_chunk=3)
+    for seed in (0, 1):
+        x, z0 = images(seed), torch.randn(B, D, generator=torch.Generator().manual_seed(seed)).repeat(compiled.chains, 1)
+        z0[::3] *= 1e6  # these chains diverge at once
+        runs = []
+        for sampler in (make(), compiled):
+            torch.manual_seed(seed)
+            runs.append(sampler.run(energy, z0, x.repeat(sampler.chains, 1, 1, 1)))
+        assert runs[0].diverged.any() and not runs[0].diverged.all()
+        assert_same_chain(runs[1], runs[0], exact=False)
+    assert compiled._runner.compiled.failed is None and compiled._runner.compiled.calls > 2
+    assert "cannot be compiled" not in caplog.text
+
+
+class HostReadingEnergy(torch.nn.Module):
+    """An energy that reads a value back to Python (a graph break, which torch.compile cannot hold
+    in one graph) before it returns the wrapped energy."""
+
+    def __init__(self, energy: Energy):
+        super().__init__()
+        self.energy = energy
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        scale = 1.0 if float(z.abs().max()) < 1e30 else 1.0
+        return scale * self.energy(x, z)
+
+
+def test_torch_compile_falls_back_to_eager_with_the_reason(energy, caplog):
+    """Where the loop cannot be compiled, the runner says why once and runs the chain eagerly, with
+    the same noise as eager from the same seed."""
+    fallen = SAMPLERS["ula"](compile="torch_compile", compile_options=AOT)
+    wrapped = HostReadingEnergy(energy)
+    with caplog.at_level("WARNING", logger="lpc.samplers.compiled"):
+        got = chain(fallen, wrapped, images(0))
+        chain(fallen, wrapped, images(0))
+    assert_same_chain(got, chain(SAMPLERS["ula"](), wrapped, images(0)), exact=True)
+    assert caplog.text.count("the inner loop cannot be compiled") == 1 and fallen._runner.compiled.failed
+
+
+def test_the_discretised_gaussian_compiles_too():
+    """Its log-probability is an autograd.Function with a hand-written backward: torch.func takes it."""
+    torch.manual_seed(0)
+    energy = Energy(MLPDecoder(latent_dim=D, channels=1, image_size=8, hidden=[16]), DiscretizedGaussianLikelihood(sigma=0.1))
+    x = (images(0) * 255).round() / 127.5 - 1
+    compiled = SAMPLERS["ula"](compile="torch_compile", compile_options=AOT)
+    assert_same_chain(chain(compiled, energy, x), chain(SAMPLERS["ula"](), energy, x), exact=False)
+    assert compiled._runner.compiled.failed is None
 
 
 @pytest.mark.parametrize("name", list(SAMPLERS))
@@ -167,7 +218,7 @@ GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="a CUDA graph nee
 
 
 @pytest.mark.parametrize("mode, sign, rel", [
-    (["sampler.compile=torch_compile", "+sampler.compile_options.backend=aot_eager"], "compiling the energy", 1e-3),
+    (["sampler.compile=torch_compile", "+sampler.compile_options.backend=aot_eager"], "compiling the inner loop", 1e-3),
     pytest.param(["sampler.compile=cuda_graph", "trainer=gpu"], "capturing the inner loop", 1e-6, marks=GPU),
 ], ids=["torch_compile", "cuda_graph"])
 def test_training_with_a_fast_loop_matches_eager(mode, sign, rel, compose_cfg, tmp_path, caplog):

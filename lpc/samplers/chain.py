@@ -42,6 +42,20 @@ def energy_and_grad(energy_fn: EnergyFn, z: Tensor) -> tuple[Tensor, Tensor]:
     return energy.detach(), grad
 
 
+def functional_energy_and_grad(energy_fn: EnergyFn, z: Tensor) -> tuple[Tensor, Tensor]:
+    """``energy_and_grad`` by ``torch.func.grad_and_value`` of the summed energy: the same values,
+    in a form ``torch.compile`` traces whole (no ``autograd.grad`` call, no graph break)."""
+    def total(v: Tensor) -> tuple[Tensor, Tensor]:
+        energy = energy_fn(v)
+        return energy.sum(), energy
+
+    grad, (_, energy) = torch.func.grad_and_value(total, has_aux=True)(z.detach())
+    return energy.detach(), grad.detach()
+
+
+Evaluate = Callable[[Tensor], tuple[Tensor, Tensor]]  # z (N, D) -> E(z) (N,), grad_z E (N, D)
+
+
 class ChainState(NamedTuple):
     """Where each chain is: z (N, D), and E(z) (N,) and grad_z E(z) (N, D) when already known."""
 
@@ -139,6 +153,36 @@ def merge_chains(samples: Tensor, energies: Tensor, scale: Tensor | float, diver
     )
 
 
+class Phase(NamedTuple):
+    """What a step of the chain does, by where t lies against burn-in and M's adaptation: the same
+    for every step of a stretch, so one compiled stretch of steps serves all stretches alike."""
+
+    checked: bool  # E and grad_z E checked finite before the transition (a correction reads E; M adapts)
+    adapt_precond: bool  # M updated from this step's gradient
+    adapt_step: bool  # the step size adapted from this step's acceptance (``MetropolisSampler``) ...
+    freeze_step: bool  # ... and frozen at its average after this step (t = burn-in)
+    after_burn_in: bool  # t > burn-in: the acceptance counts towards the rate
+
+
+class Carry(NamedTuple):
+    """What the loop carries from one step to the next."""
+
+    state: ChainState
+    precond: Any  # the preconditioner's state
+    scale: Tensor | float  # its M
+    running: Tensor  # (N,) bool: not diverged
+    step_size: StepSize
+    adaptation: Any  # the step-size adaptation's state (None before it starts)
+
+
+class Stretch(NamedTuple):
+    """Steps first .. first + length - 1 of the chain, all of one phase."""
+
+    phase: Phase
+    first: int
+    length: int
+
+
 @dataclass
 class ChainSampler:
     """Runs ``num_steps`` transitions from z0 and keeps the post-burn-in states.
@@ -157,10 +201,12 @@ class ChainSampler:
         chains: C >= 1 chains per example; ``run`` then takes z0 with C * B rows (chain-major,
             each from its own start) and an ``energy_fn`` over those rows, and reports split R-hat
             and bulk ESS across the chains.
-        compile: how the loop runs: ``eager`` (the reference), ``torch_compile`` (the energy
-            compiled) or ``cuda_graph`` (the whole loop replayed from one CUDA graph); see
-            ``lpc.samplers.compiled``.
+        compile: how the loop runs: ``eager`` (the reference), ``torch_compile`` (whole stretches
+            of ``compile_chunk`` transitions compiled by ``torch.compile``) or ``cuda_graph`` (the
+            whole loop replayed from one CUDA graph); see ``lpc.samplers.compiled``.
         compile_options: keyword arguments of ``torch.compile`` for ``compile=torch_compile``.
+        compile_chunk: transitions per compiled call (``compile=torch_compile``): more run faster
+            and take longer to compile.
     """
 
     step_size: float
@@ -173,6 +219,7 @@ class ChainSampler:
     chains: int = 1
     compile: str = "eager"
     compile_options: dict[str, Any] = field(default_factory=dict)
+    compile_chunk: int = 5
 
     grads_per_step: ClassVar[int] = 1  # energy gradients one transition costs
     # whether E and its gradient are checked before every transition (Metropolis corrections, which
@@ -195,6 +242,8 @@ class ChainSampler:
             raise ValueError(f"max_latent_norm must be > 0, got {self.max_latent_norm}")
         if self.chains < 1:
             raise ValueError(f"sampler.chains must be >= 1, got {self.chains}")
+        if self.compile_chunk < 1:
+            raise ValueError(f"sampler.compile_chunk must be >= 1, got {self.compile_chunk}")
         self._kept = set(kept_steps(self.num_steps, self.burn_in, self.thin))
         self._runner = LoopRunner(self.compile, self.compile_options)
 
@@ -208,15 +257,35 @@ class ChainSampler:
         """Energy gradients (decoder forward+backward passes over the C * B rows) per run."""
         return self.num_steps * self.grads_per_step
 
-    def transition(self, energy_fn: EnergyFn, state: ChainState, step_size: StepSize,
+    def transition(self, evaluate: Evaluate, state: ChainState, step_size: StepSize,
                    scale: Tensor | float) -> tuple[ChainState, Tensor | None]:
         """One step from ``state`` (its energy and gradient known) with the preconditioner's M =
-        ``scale``: the next state and each row's acceptance probability (None: no correction)."""
+        ``scale`` (``evaluate`` gives E and grad_z E at a new z): the next state and each row's
+        acceptance probability (None: no correction)."""
         raise NotImplementedError
 
-    def next_step_size(self, t: int, step_size: StepSize, adaptation: Any, accept: Tensor | None) -> tuple[StepSize, Any]:
-        """The step size for step t + 1 and the adaptation's state (constant unless a subclass adapts it)."""
+    def next_step_size(self, phase: Phase, step_size: StepSize, adaptation: Any, accept: Tensor | None) -> tuple[StepSize, Any]:
+        """The step size for the next step and the adaptation's state (constant unless a subclass adapts it)."""
         return step_size, adaptation
+
+    def phase(self, t: int) -> Phase:
+        """What step t (1..T) does: M adapts at t <= max(burn_in, 1) (every step without
+        ``freeze_precond``); E is checked before M is fixed, or always for a Metropolis correction."""
+        adapting = t <= (max(self.burn_in, 1) if self.freeze_precond else self.num_steps)
+        adapt_step = getattr(self, "adapt_step_size", False) and t <= self.burn_in
+        return Phase(checked=self.checks_finite or adapting, adapt_precond=adapting, adapt_step=adapt_step,
+                     freeze_step=adapt_step and t == self.burn_in, after_burn_in=t > self.burn_in)
+
+    def stretches(self, chunk: int) -> list[Stretch]:
+        """Steps 1..T cut into stretches of one phase and at most ``chunk`` steps."""
+        found: list[Stretch] = []
+        for t in range(1, self.num_steps + 1):
+            phase = self.phase(t)
+            if found and found[-1].phase == phase and found[-1].length < chunk:
+                found[-1] = found[-1]._replace(length=found[-1].length + 1)
+            else:
+                found.append(Stretch(phase, t, 1))
+        return found
 
     def run(self, energy_fn: DataEnergyFn, z0: Tensor, *data: Tensor) -> ChainResult:
         """Run the N = C * B chains in parallel from z0 (N, D) on E(z) = energy_fn(*data, z) (N,),
@@ -224,42 +293,62 @@ class ChainSampler:
         passed as ``data`` (not held by ``energy_fn``), so that a captured loop sees new ones."""
         if z0.shape[0] % self.chains:
             raise ValueError(f"z0 has {z0.shape[0]} rows, not a multiple of sampler.chains={self.chains}")
-        outputs = self._runner(self.loop, energy_fn, z0, *data, key=self.step_size)
+        outputs = self._runner(self.loop, energy_fn, z0, *data, key=self.step_size, advance=self.advance)
         return merge_chains(*outputs, self.chains)
 
-    def loop(self, energy_fn: DataEnergyFn, z0: Tensor, *data: Tensor) -> tuple:
+    def loop(self, energy_fn: DataEnergyFn, z0: Tensor, *data: Tensor, advance: Callable | None = None) -> tuple:
         """The T transitions from z0 without a host synchronisation (so it can be captured as a
         CUDA graph): the kept samples (S, N, D), the energies (T, N), the final M, the diverged
-        rows (N,), the acceptance rates (N,) or None and the final step size, per row."""
-        energy_fn = partial(energy_fn, *data)
+        rows (N,), the acceptance rates (N,) or None and the final step size, per row. Stretches of
+        steps of one phase run through ``advance`` (``self.advance``, or its compiled form)."""
+        chunk = self.num_steps if advance is None else self.compile_chunk  # eager: whole phases at a time
+        advance = advance or self.advance
         z0 = z0.detach()
-        start = state = ChainState(z0, *energy_and_grad(energy_fn, z0))
-        precond = self.preconditioner.init(z0)
-        step_size: StepSize = self.step_size
-        adaptation = None
-        samples, energies, accepts = [], [], []
-        running = torch.ones(z0.shape[0], dtype=torch.bool, device=z0.device)  # not diverged
-        zero, limit = z0.new_zeros(()), z0.new_tensor(self.max_latent_norm * z0.shape[-1] ** 0.5)
-        adapt_until = max(self.burn_in, 1) if self.freeze_precond else self.num_steps
-        for t in range(1, self.num_steps + 1):
+        start = ChainState(z0, *energy_and_grad(partial(energy_fn, *data), z0))
+        carry = Carry(start, self.preconditioner.init(z0), 1.0, torch.ones(z0.shape[0], dtype=torch.bool, device=z0.device),
+                      self.step_size, None)
+        limit = z0.new_tensor(self.max_latent_norm * z0.shape[-1] ** 0.5)
+        energies, states, accepts = [], [], []
+        for stretch in self.stretches(chunk):
+            carry, energy, z, accept = advance(energy_fn, data, start, carry, limit, stretch.phase, stretch.length)
+            energies.append(energy)
+            states.append(z)
+            if accept is not None and stretch.phase.after_burn_in:
+                accepts.append(accept)
+        states = torch.cat(states)  # (T, N, D): z_1 .. z_T
+        samples = torch.stack([states[t - 1] for t in sorted(self._kept)])
+        accept_rate = torch.cat(accepts).mean(0) if accepts else None
+        return samples, torch.cat(energies), carry.scale, ~carry.running, accept_rate, carry.step_size
+
+    def advance(self, energy_fn: DataEnergyFn, data: tuple[Tensor, ...], start: ChainState, carry: Carry, limit: Tensor,
+                phase: Phase, steps: int, functional: bool = False) -> tuple[Carry, Tensor, Tensor, Tensor | None]:
+        """``steps`` transitions of one ``phase`` from ``carry``: the carry after them, and per step
+        the energy E(z_{t-1}) (steps, N), the state z_t (steps, N, D) and the acceptance (steps, N;
+        0 for a diverged chain) or None. A chain that diverges (non-finite E or gradient where they
+        are checked, or ||z|| beyond ``limit``) is put back to ``start`` and held there.
+        ``functional``: gradients by ``torch.func`` (what ``torch.compile`` traces whole)."""
+        fn = partial(energy_fn, *data)
+        evaluate: Evaluate = partial(functional_energy_and_grad if functional else energy_and_grad, fn)
+        state, precond, scale, running, step_size, adaptation = carry
+        zero = limit.new_zeros(())  # 0 as a tensor: a Python number costs a conversion per call
+        energies, states, accepts = [], [], []
+        for _ in range(steps):
             if state.grad is None:
-                state = ChainState(state.z, *energy_and_grad(energy_fn, state.z))
-            checked = self.checks_finite or t <= adapt_until  # before M adapts, or a correction reads E
-            if checked:
-                running &= finite_rows(state.energy, state.grad, zero)
-            if t <= adapt_until:
+                state = ChainState(state.z, *evaluate(state.z))
+            if phase.checked:
+                running = running & finite_rows(state.energy, state.grad, zero)
+            if phase.adapt_precond:
                 precond = self.preconditioner.update(precond, state.grad, running)
                 scale = self.preconditioner.scale(precond)
             energies.append(state.energy)
             # unchecked: NaN where E is not finite, failing the size check
-            row_limit = limit if checked else limit + (state.energy - state.energy)
-            state, accept = self.transition(energy_fn, state, step_size, scale)
-            running &= bounded_rows(state.z, row_limit)
+            row_limit = limit if phase.checked else limit + (state.energy - state.energy)
+            state, accept = self.transition(evaluate, state, step_size, scale)
+            running = running & bounded_rows(state.z, row_limit)
             state = select_rows(running, state, start)
-            step_size, adaptation = self.next_step_size(t, step_size, adaptation, accept)
-            if accept is not None and t > self.burn_in:
+            step_size, adaptation = self.next_step_size(phase, step_size, adaptation, accept)
+            states.append(state.z)
+            if accept is not None:
                 accepts.append(torch.where(running, accept, zero))
-            if t in self._kept:
-                samples.append(state.z)
-        accept_rate = torch.stack(accepts).mean(0) if accepts else None
-        return torch.stack(samples), torch.stack(energies), scale, ~running, accept_rate, step_size
+        carry = Carry(state, precond, scale, running, step_size, adaptation)
+        return carry, torch.stack(energies), torch.stack(states), torch.stack(accepts) if accepts else None

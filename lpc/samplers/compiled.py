@@ -1,11 +1,18 @@
 """How a sampler's T-step loop is executed: ``sampler.compile``.
 
 - ``eager``: the reference and the default; every step's kernels are launched from Python.
-- ``torch_compile``: the energy E(x, z) (decoder and likelihood, forward and backward) is compiled
-  by ``torch.compile`` (``sampler.compile_options`` are its keyword arguments, e.g. ``backend`` or
-  ``mode``), once per input shape; the loop stays in Python. CPU or GPU. Fused kernels sum in
-  another order, so each energy and gradient agrees with eager to rounding, not bit for bit, and
-  where the chain's dynamics expand the two chains drift apart over the steps.
+- ``torch_compile``: whole transitions compiled by ``torch.compile`` (``sampler.compile_options``
+  are its keyword arguments, e.g. ``backend`` or ``mode``): the energy's gradient (by
+  ``torch.func``), the preconditioner, the step, the divergence checks and the kept states of
+  ``sampler.compile_chunk`` steps run as one compiled call (``ChainSampler.advance``), once per
+  phase of the chain (burn-in, M adapting or fixed) and input shape, so Python runs a few calls
+  per chain instead of thousands of kernels. CPU or GPU. The noise is eager's (inductor's
+  ``fallback_random``): from the same generator state the chain is eager's, to rounding (fused
+  kernels sum in another order; where the chain's dynamics expand, the two drift apart over the
+  steps). Compiling takes seconds to a minute per phase and shape; inductor keeps what it compiled
+  on disk, so later runs take a few seconds. Where something cannot be compiled (e.g. an
+  ``autograd.Function`` without ``setup_context``, which ``torch.func`` needs), the runner says why
+  once and runs eagerly from the same step, with the same noise.
 - ``cuda_graph``: the whole loop (T energy gradients, the preconditioner, the transitions, the
   divergence checks and the kept samples) is captured once as one CUDA graph per energy, input
   shapes and step size, and replayed for every batch: one launch instead of thousands, which is
@@ -21,6 +28,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from contextlib import AbstractContextManager, nullcontext
@@ -92,11 +100,56 @@ def autocast_without_cache(device: torch.device) -> AbstractContextManager:
     return nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype, cache_enabled=False)
 
 
+class CompiledAdvance:
+    """A sampler's ``advance`` compiled whole by ``torch.compile`` (``fullgraph``: a graph break is
+    an error, not a silent slow path), run without autograd recording (the gradients it takes are
+    ``torch.func``'s). If a call cannot be compiled or run, it says why once, restores the random
+    stream, and that call and every later one run ``advance`` eagerly (``failed``)."""
+
+    RECOMPILE_LIMIT = 64  # compiled variants per code object: phases x stretch lengths x shapes of every sampler of a run
+
+    def __init__(self, advance: Callable[..., tuple], options: dict):
+        config = torch._dynamo.config
+        config.recompile_limit = max(config.recompile_limit, self.RECOMPILE_LIMIT)
+        config.accumulated_recompile_limit = max(config.accumulated_recompile_limit, 8 * self.RECOMPILE_LIMIT)
+        options = dict(options)
+        if options.get("backend", "inductor") == "inductor":  # eager's noise: the same chain from the same seed
+            options["options"] = {"fallback_random": True, **options.get("options", {})}
+        self.advance = advance
+        self.compiled = torch.compile(self.functional, fullgraph=True, **options)
+        self.failed: str | None = None
+        self.calls = 0
+
+    def functional(self, *args) -> tuple:
+        return self.advance(*args, functional=True)
+
+    def __call__(self, *args) -> tuple:
+        if self.failed is None:
+            rng = torch.get_rng_state(), [torch.cuda.get_rng_state(d) for d in range(torch.cuda.device_count())]
+            start = time.perf_counter()
+            try:
+                with torch.no_grad():
+                    out = self.compiled(*args)
+                if self.calls == 0:
+                    log.info("the inner loop's first compiled call took %.1f s (compiling)", time.perf_counter() - start)
+                self.calls += 1
+                return out
+            except Exception as err:  # noqa: BLE001 - any failure to compile or run falls back, with the reason
+                self.failed = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+                log.warning("sampler.compile=torch_compile: the inner loop cannot be compiled (%s); running it eagerly",
+                            self.failed)
+                torch.set_rng_state(rng[0])
+                for d, state in enumerate(rng[1]):
+                    torch.cuda.set_rng_state(state, d)
+        return self.advance(*args)
+
+
 class LoopRunner:
     """Runs a sampler's ``loop(energy_fn, z0, *data)`` in one of the ``COMPILE_MODES``, keeping
-    what it compiled or captured (per energy; graphs also per weight addresses, autocast dtype,
-    input shapes, dtypes and devices, and the caller's ``key``: the Python values the loop bakes
-    in and the caller may change, i.e. the step size; the sampler's other fields are fixed).
+    what it compiled or captured (compiled stretches per sampler ``advance``; graphs per energy,
+    weight addresses, autocast dtype, input shapes, dtypes and devices, and the caller's ``key``:
+    the Python values the loop bakes in and the caller may change, i.e. the step size; the
+    sampler's other fields are fixed).
 
     ``graph`` builds a captured loop from (fn, inputs); a stand-in for ``CUDAGraphLoop`` lets the
     tests drive the caching and static-buffer logic on a CPU. At most ``max_graphs`` graphs are
@@ -114,17 +167,18 @@ class LoopRunner:
         self.compile_options = dict(compile_options or {})
         self.graph = graph
         self.max_graphs = max_graphs
-        self.compiled: dict[Hashable, Callable[..., Tensor]] = {}
+        self.compiled: CompiledAdvance | None = None
         self.graphs: OrderedDict[Hashable, Callable[..., tuple]] = OrderedDict()
 
-    def __call__(self, loop: Loop, energy_fn: Callable[..., Tensor], z0: Tensor, *data: Tensor, key: Hashable = ()) -> tuple:
+    def __call__(self, loop: Loop, energy_fn: Callable[..., Tensor], z0: Tensor, *data: Tensor, key: Hashable = (),
+                 advance: Callable[..., tuple] | None = None) -> tuple:
         if self.mode == "eager":
             return loop(energy_fn, z0, *data)
         if self.mode == "torch_compile":
-            if energy_fn not in self.compiled:
-                log.info("compiling the energy with torch.compile(%s)", self.compile_options)
-                self.compiled[energy_fn] = torch.compile(energy_fn, **self.compile_options)
-            return loop(self.compiled[energy_fn], z0, *data)
+            if self.compiled is None:
+                log.info("compiling the inner loop's transitions with torch.compile(%s)", self.compile_options)
+                self.compiled = CompiledAdvance(advance, self.compile_options)
+            return loop(energy_fn, z0, *data, advance=self.compiled)
         return self.replay(loop, energy_fn, (z0, *data), key)
 
     def replay(self, loop: Loop, energy_fn: Callable[..., Tensor], inputs: tuple[Tensor, ...], key: Hashable) -> tuple:

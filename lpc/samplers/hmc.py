@@ -10,7 +10,7 @@ from functools import partial
 import torch
 from torch import Tensor
 
-from lpc.samplers.chain import ChainState, EnergyFn, State, StepSize, energy_and_grad
+from lpc.samplers.chain import ChainState, Evaluate, State, StepSize
 from lpc.samplers.mala import MetropolisSampler, metropolis_accept_prob, metropolis_select
 
 
@@ -54,9 +54,9 @@ def hmc_transition(evaluate: Callable[[Tensor], State], state: State, step_size:
     return metropolis_select(proposal, state, accept_prob), accept_prob
 
 
-def chain_state(energy_fn: EnergyFn, z: Tensor) -> ChainState:
+def chain_state(evaluate: Evaluate, z: Tensor) -> ChainState:
     """The ``ChainState`` at z: E(z) and grad E(z)."""
-    return ChainState(z, *energy_and_grad(energy_fn, z))
+    return ChainState(z, *evaluate(z))
 
 
 @dataclass
@@ -78,6 +78,6 @@ class HMCSampler(MetropolisSampler):
     def grads_per_step(self) -> int:  # type: ignore[override]
         return self.num_leapfrog
 
-    def transition(self, energy_fn: EnergyFn, state: ChainState, step_size: StepSize,
+    def transition(self, evaluate: Evaluate, state: ChainState, step_size: StepSize,
                    scale: Tensor | float) -> tuple[ChainState, Tensor]:
-        return hmc_transition(partial(chain_state, energy_fn), state, step_size, scale, self.num_leapfrog)
+        return hmc_transition(partial(chain_state, evaluate), state, step_size, scale, self.num_leapfrog)

@@ -9,7 +9,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from lpc.samplers.chain import ChainSampler, ChainState, EnergyFn, StepSize
+from lpc.samplers.chain import ChainSampler, ChainState, Evaluate, StepSize
 
 
 def fold_step_size(step_size: StepSize, scale: Tensor | float) -> tuple[float, Tensor | float]:
@@ -53,7 +53,7 @@ class LangevinSampler(ChainSampler):
     noise: bool = True
     checks_finite: ClassVar[bool] = False  # once M is fixed: the size check after the step (ChainSampler)
 
-    def transition(self, energy_fn: EnergyFn, state: ChainState, step_size: StepSize,
+    def transition(self, evaluate: Evaluate, state: ChainState, step_size: StepSize,
                    scale: Tensor | float) -> tuple[ChainState, None]:
         if self.noise:
             z = langevin_step(state.z, state.grad, torch.randn_like(state.z), step_size, scale)

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from lpc.samplers.adaptation import DualAveragingState, dual_averaging_init, dual_averaging_update
-from lpc.samplers.chain import ChainSampler, ChainState, EnergyFn, State, StepSize, energy_and_grad, select_rows
+from lpc.samplers.chain import ChainSampler, ChainState, Evaluate, Phase, State, StepSize, select_rows
 from lpc.samplers.langevin import langevin_step
 
 
@@ -64,15 +64,15 @@ class MetropolisSampler(ChainSampler):
         """The chain's T transitions, plus the gradient at z0 (the first proposal needs it)."""
         return self.num_steps * self.grads_per_step + 1
 
-    def next_step_size(self, t: int, step_size: StepSize, adaptation: DualAveragingState | None,
+    def next_step_size(self, phase: Phase, step_size: StepSize, adaptation: DualAveragingState | None,
                        accept: Tensor | None) -> tuple[StepSize, DualAveragingState | None]:
-        if not self.adapt_step_size or t > self.burn_in:
+        if not phase.adapt_step:
             return step_size, adaptation
         if adaptation is None:
             adaptation = dual_averaging_init(self.step_size, accept.shape[0], accept.device, accept.dtype)
         adaptation = dual_averaging_update(adaptation, accept, self.target_accept)
-        frozen = t == self.burn_in  # from here on: the averaged iterate
-        return (adaptation.log_step_avg if frozen else adaptation.log_step).exp(), adaptation
+        # from the end of burn-in on: the averaged iterate
+        return (adaptation.log_step_avg if phase.freeze_step else adaptation.log_step).exp(), adaptation
 
 
 @dataclass
@@ -85,10 +85,10 @@ class MALASampler(MetropolisSampler):
     next step's gradient when z' is accepted). As eta -> 0, alpha -> 1 and MALA becomes ULA.
     See ``MetropolisSampler`` and ``ChainSampler`` for the arguments."""
 
-    def transition(self, energy_fn: EnergyFn, state: ChainState, step_size: StepSize,
+    def transition(self, evaluate: Evaluate, state: ChainState, step_size: StepSize,
                    scale: Tensor | float) -> tuple[ChainState, Tensor]:
         z = langevin_step(state.z, state.grad, torch.randn_like(state.z), step_size, scale)
-        proposal = ChainState(z, *energy_and_grad(energy_fn, z))
+        proposal = ChainState(z, *evaluate(z))
         log_ratio = (state.energy - proposal.energy
                      + langevin_log_proposal(state.z, proposal.z, proposal.grad, step_size, scale)
                      - langevin_log_proposal(proposal.z, state.z, state.grad, step_size, scale))
