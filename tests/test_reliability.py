@@ -81,7 +81,7 @@ def test_a_bug_in_a_constructor_keeps_its_traceback(compose_cfg):
         build(compose_cfg("sampler._target_=test_reliability.Broken", "~sampler.step_size",
                           "~sampler.num_steps", "~sampler.burn_in", "~sampler.thin", "~sampler.chains",
                           "~sampler.preconditioner", "~sampler.freeze_precond", "~sampler.max_latent_norm",
-                          "~sampler.compile", "~sampler.compile_options"))
+                          "~sampler.compile", "~sampler.compile_options", "~sampler.compile_chunk"))
     assert not isinstance(err.value, ConfigError) and "a bug" in str(err.value)
 
 
