@@ -15,11 +15,14 @@ builds it; data shaped as CIFAR-10, 3 x 32 x 32, random pixels: only shapes matt
            the train metrics made and logged every --log-every steps
   match    the largest difference between a fast mode's chain and eager's from the same seed
   precision  energy and grad_z E of fp32 against TF32 and bf16 autocast (relative errors)
-  overhead   the project's loop (``LangevinSampler.run``, precond none and adam) against a minimal
-           hand-written Langevin loop on the same decoder, weights, data and T (``minimal_langevin``):
-           the three small decoders the CPU runs (OVERHEAD_MODELS), batch 64, T = 50, timed
-           interleaved; the median ratio of adjacent calls and its interquartile range.
-           ``--overhead-only`` runs this table alone (what docs/benchmarks.md shows for the CPU).
+  overhead   the project's loop (``LangevinSampler.run``, precond none and adam, eager and
+           ``sampler.compile=torch_compile``) against a minimal hand-written Langevin loop on the same
+           decoder, weights, data and T (``minimal_langevin``) and, when JAX is installed (the ``jax``
+           extra), against the same chain in JAX (``jit`` of ``lax.scan``: scripts/jax_langevin.py):
+           the three small decoders the CPU runs (OVERHEAD_MODELS), batch --overhead-batch, T = 50,
+           timed interleaved; the median ratio of adjacent calls and its interquartile range, to the
+           minimal loop and to JAX. ``--overhead-only`` runs this table alone (what docs/benchmarks.md
+           shows for the CPU); pin it to one core (``taskset -c 0``) with ``--threads 1``.
 The inner table also has the minimal loop's ms/step on the model it times (``minimal``).
 Timing: CUDA events (perf_counter on a CPU) around each call after warm-up calls, the median over
 --repeats calls. Writes <out>/benchmark.json and benchmark.md (the tables, machine, commit, command).
@@ -122,35 +125,57 @@ def quartiles(values: list[float]) -> tuple[float, float, float]:
     return q1, q2, q3
 
 
-def overhead_rows(device: torch.device, out: Path, batch: int, steps: int, repeats: int, warmup: int) -> list[dict]:
-    """Per decoder of OVERHEAD_MODELS: ms per step of the minimal loop and of ``sampler.run`` with
-    precond none and adam (burn-in T / 2, the configs' thinning), on one decoder's weights and data;
-    each ratio the median over repeats of (project's call) / (the minimal call just before it)."""
+def jax_loop(model, x: torch.Tensor, z0: torch.Tensor, steps: int) -> Callable[[], object] | None:
+    """The JAX reference chain on the model's weights and data (precond none), None without JAX."""
+    try:
+        from jax_langevin import langevin_loop
+    except ImportError:
+        return None
+    return langevin_loop(model.decoder, model.likelihood, x, z0, OVERHEAD_STEP_SIZES["none"], steps)
+
+
+def overhead_rows(device: torch.device, out: Path, batch: int, steps: int, repeats: int, warmup: int,
+                  modes: list[str]) -> list[dict]:
+    """Per decoder of OVERHEAD_MODELS: ms per step of the minimal loop, of the JAX loop (when JAX is
+    installed) and of ``sampler.run`` with precond none and adam in each of ``modes`` (burn-in T / 2,
+    the configs' thinning), on one decoder's weights and data; each ratio the median over repeats of
+    (project's call) / (the reference call just before it)."""
     rows = []
     for name, overrides in OVERHEAD_MODELS.items():
         samplers, model = {}, None
         for precond, eta in OVERHEAD_STEP_SIZES.items():
-            cfg = compose_config([*overrides, "model=pc_langevin", f"precond={precond}", f"step_size={eta}",
-                                  f"batch_size={batch}", f"num_steps={steps}", f"burn_in={steps // 2}"], out)
-            torch.manual_seed(0)  # the same decoder weights for both
-            built = build(cfg)[1].to(device)
-            model = model or built
-            samplers[precond] = built.sampler
+            for mode in modes:
+                cfg = compose_config([*overrides, "model=pc_langevin", f"precond={precond}", f"step_size={eta}",
+                                      f"batch_size={batch}", f"num_steps={steps}", f"burn_in={steps // 2}",
+                                      f"sampler.compile={mode}"], out)
+                torch.manual_seed(0)  # the same decoder weights for all
+                built = build(cfg)[1].to(device)
+                model = model or built
+                samplers[loop_name(precond, mode)] = built.sampler
         shape = (batch, cfg.data.channels, cfg.data.image_size, cfg.data.image_size)
         x = torch.rand(shape, device=device)
         x = x.round() if "likelihood=bernoulli" in overrides else x
         z0 = torch.randn(batch, model.latent_dim, device=device)
-        fns = {"minimal": partial(minimal_langevin, model.energy, x, z0, OVERHEAD_STEP_SIZES["none"], steps),
-               **{p: partial(sampler.run, model.energy, z0, x) for p, sampler in samplers.items()}}
+        references = {"minimal": partial(minimal_langevin, model.energy, x, z0, OVERHEAD_STEP_SIZES["none"], steps)}
+        if device.type == "cpu" and (jax := jax_loop(model, x, z0, steps)) is not None:
+            references["jax"] = jax
+        fns = {**references, **{k: partial(sampler.run, model.energy, z0, x) for k, sampler in samplers.items()}}
         times = interleaved_ms(fns, device, repeats, warmup)
         row = {"model": name, "batch": batch, "steps": steps, "repeats": repeats,
                **{f"{k}_ms": statistics.median(v) / steps for k, v in times.items()}}
-        for precond in samplers:
-            q1, q2, q3 = quartiles([a / b for a, b in zip(times[precond], times["minimal"])])
-            row[f"{precond}_ratio"], row[f"{precond}_ratio_iqr"] = q2, [q1, q3]
+        for loop in samplers:
+            for reference in references:
+                q1, q2, q3 = quartiles([a / b for a, b in zip(times[loop], times[reference])])
+                suffix = "" if reference == "minimal" else f"_{reference}"
+                row[f"{loop}_ratio{suffix}"], row[f"{loop}_ratio{suffix}_iqr"] = q2, [q1, q3]
         rows.append(row)
         print(f"overhead {name}: " + ", ".join(f"{k}={fmt(v) if isinstance(v, float) else v}" for k, v in row.items()), flush=True)
     return rows
+
+
+def loop_name(precond: str, mode: str) -> str:
+    """The overhead table's name of the project's loop with ``precond`` in ``mode``."""
+    return precond if mode == "eager" else f"{precond}_{mode}"
 
 
 def median_ms(fn: Callable[[], object], device: torch.device, repeats: int, warmup: int) -> float:
@@ -252,9 +277,9 @@ def chain_difference(eager, fast, x: torch.Tensor) -> float:
     return (samples[0] - samples[1]).abs().max().item()
 
 
-def precision_errors(model, x: torch.Tensor, device: torch.device) -> dict[str, dict[str, float]]:
+def precision_errors(model, x: torch.Tensor, device: torch.device, tf32: bool = False) -> dict[str, dict[str, float]]:
     """Relative errors of E(x, z) (largest over the batch) and of grad_z E (norm over the batch)
-    under TF32 and bf16 autocast, against IEEE fp32."""
+    under TF32 and bf16 autocast, against IEEE fp32; then ``tf32`` is the setting again."""
     z = torch.randn(len(x), model.latent_dim, device=device, generator=torch.Generator(device).manual_seed(1))
 
     def energy_grad() -> tuple[torch.Tensor, torch.Tensor]:
@@ -273,7 +298,17 @@ def precision_errors(model, x: torch.Tensor, device: torch.device) -> dict[str, 
         set_tf32(False)
         found[name] = {"energy_rel_err": ((e - ref_e).abs() / ref_e.abs()).max().item(),
                        "grad_rel_err": ((g - ref_g).norm() / ref_g.norm()).item()}
+    set_tf32(tf32)
     return found
+
+
+def jax_version() -> str | None:
+    """JAX's version and the XLA flags the reference ran with, None without JAX."""
+    try:
+        import jax
+    except ImportError:
+        return None
+    return f"{jax.__version__}, XLA_FLAGS='{os.environ.get('XLA_FLAGS', '')}'"
 
 
 def fmt(v: float | None, digits: int = 3) -> str:
@@ -300,10 +335,16 @@ def main() -> None:
     parser.add_argument("--overhead-batch", type=int, default=64, help="batch of the overhead table (64)")
     parser.add_argument("--overhead-steps", type=int, default=50, help="T of the overhead table (50)")
     parser.add_argument("--overhead-repeats", type=int, default=30, help="interleaved calls per loop in the overhead table (30)")
+    parser.add_argument("--overhead-modes", nargs="+", default=["eager", "torch_compile"],
+                        help="sampler.compile modes of the overhead table (eager torch_compile)")
+    parser.add_argument("--threads", type=int, help="torch threads (1 for the overhead table, pinned with taskset)")
+    parser.add_argument("--tf32", action="store_true", help="time with TF32 matmuls and convolutions (tf32=true); default IEEE fp32")
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "benchmark")
     args = parser.parse_args()
 
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     tiny = args.tiny or device.type == "cpu"
     pick = lambda given, full, small: given if given is not None else (small if tiny else full)  # noqa: E731
@@ -314,12 +355,13 @@ def main() -> None:
     modes = pick(args.modes, ["cuda_graph"] if device.type == "cuda" else ["torch_compile"], ["torch_compile"])
     latent = pick(args.latent, 128, 8)
     repeats, warmup = pick(args.repeats, 20, 3), pick(args.warmup, 3, 1)
-    set_tf32(False)
+    set_tf32(args.tf32)
     torch.backends.cudnn.benchmark = True
     model_for = lambda dec, b, t, mode="eager", model="pc_langevin": build_model(  # noqa: E731
         device, args.out, dec, b, t, mode, model, latent, args.compile_backend)
 
-    overhead = overhead_rows(device, args.out, args.overhead_batch, args.overhead_steps, args.overhead_repeats, warmup)
+    overhead = overhead_rows(device, args.out, args.overhead_batch, args.overhead_steps, args.overhead_repeats, warmup,
+                             args.overhead_modes)
     inner, memory, outer, match, precision = [], [], [], [], []
     for dec in [] if args.overhead_only else args.decoders:
         for b in batches:
@@ -354,14 +396,15 @@ def main() -> None:
                 ms, fit_ms = training_step_ms(model_for(dec, b, t, mode), device, b, repeats, warmup, args.log_every)
                 outer.append({"decoder": dec, "batch": b, "steps": t, "mode": mode, "lpc_ms": ms, "vae_ms": vae_ms,
                               "lpc_over_vae": ms / vae_ms, "fit_ms": fit_ms})
-        precision.append({"decoder": dec, "batch": b, **precision_errors(models["eager"], x, device)})
+        precision.append({"decoder": dec, "batch": b, **precision_errors(models["eager"], x, device, args.tf32)})
 
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     command = "python scripts/benchmark.py " + " ".join(sys.argv[1:])
     result = {"date": when, "commit": commit(), "machine": machine(), "device": str(device), "tiny": tiny,
               "command": command, "threads": torch.get_num_threads(),
               "settings": {"latent": latent, "steps": steps, "repeats": repeats, "warmup": warmup, "log_every": args.log_every,
-                           "modes": modes, "compile_backend": args.compile_backend or "inductor"},
+                           "modes": modes, "compile_backend": args.compile_backend or "inductor",
+                           "overhead_modes": args.overhead_modes, "jax": jax_version(), "tf32": args.tf32},
               "overhead": overhead, "inner": inner, "memory": memory, "outer": outer, "match": match, "precision": precision}
     report = render(result)
     print(report)
@@ -377,9 +420,16 @@ def render(result: dict) -> str:
              f"- command: `{result['command']}`", f"- torch threads: {result['threads']}"]
     if result["device"] == "cpu":
         lines.append("- on a CPU: no CUDA graphs (raw graph: n/a) and no peak-memory counter (n/a)")
-    overhead_rows = [[r["model"], str(r["batch"]), str(r["steps"]), fmt(r["minimal_ms"]),
-                      *(f"{fmt(r[f'{p}_ms'])} ({fmt(r[f'{p}_ratio'])}x, IQR {fmt(r[f'{p}_ratio_iqr'][0])}-{fmt(r[f'{p}_ratio_iqr'][1])})"
-                        for p in OVERHEAD_STEP_SIZES)] for r in result["overhead"]]
+    loops = [loop_name(p, m) for p in OVERHEAD_STEP_SIZES for m in result["settings"].get("overhead_modes", ["eager"])]
+    has_jax = any("jax_ms" in r for r in result["overhead"])
+
+    def ratio(r: dict, loop: str, suffix: str) -> str:
+        key = f"{loop}_ratio{suffix}"
+        return f"{fmt(r[key])}x, IQR {fmt(r[key + '_iqr'][0])}-{fmt(r[key + '_iqr'][1])}" if key in r else "n/a"
+
+    overhead_rows = [[r["model"], str(r["batch"]), str(r["steps"]), fmt(r["minimal_ms"]), fmt(r.get("jax_ms")),
+                      *(f"{fmt(r[f'{loop}_ms'])} ({ratio(r, loop, '')}{'; ' + ratio(r, loop, '_jax') + ' of JAX' if has_jax else ''})"
+                        for loop in loops)] for r in result["overhead"]]
     repeats = result["overhead"][0]["repeats"] if result["overhead"] else 0
     inner_header = ["decoder", "batch", "minimal ms/step", "eager ms/step", *(f"{m} ms/step" for m in modes), "raw graph ms/step",
                     *(f"eager / {m}" for m in modes), *(f"{m} / raw" for m in modes)]
@@ -396,11 +446,11 @@ def render(result: dict) -> str:
                       for r in result["precision"] for name in ("tf32", "bf16")]
     sections = [
         "\n".join(lines),
-        f"Loop overhead: ms per step of the minimal Langevin loop and of the project's ``LangevinSampler.run`` "
-        f"(in brackets: the median ratio to the minimal call beside it over {repeats} interleaved calls, and its "
-        f"interquartile range):\n\n"
-        + markdown_table(["decoder", "batch", "T", "minimal ms/step", *(f"lpc, precond {p}" for p in OVERHEAD_STEP_SIZES)],
-                         overhead_rows),
+        f"Loop overhead: ms per step of the minimal Langevin loop, of the JAX loop ({result['settings'].get('jax') or 'not installed'}) "
+        f"and of the project's ``LangevinSampler.run`` (in brackets: the median ratio to the minimal call beside it, "
+        f"and to the JAX call, over {repeats} interleaved calls, with the interquartile range):\n\n"
+        + markdown_table(["decoder", "batch", "T", "minimal ms/step", "JAX ms/step",
+                          *(f"lpc, precond {loop.replace('_', ', ', 1)}" for loop in loops)], overhead_rows),
     ]
     if not result["inner"]:
         return "\n\n".join(sections)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -15,17 +16,20 @@ from benchmark import OVERHEAD_MODELS  # noqa: E402
 def test_benchmark_runs_end_to_end_at_tiny_sizes(tmp_path):
     cmd = [sys.executable, "scripts/benchmark.py", "--tiny", "--decoders", "mlp", "--batch-sizes", "4",
            "--outer-steps", "2", "4", "--repeats", "2", "--warmup", "1", "--compile-backend", "aot_eager",
-           "--overhead-batch", "4", "--overhead-steps", "4", "--overhead-repeats", "3", "--out", str(tmp_path)]
+           "--overhead-batch", "4", "--overhead-steps", "4", "--overhead-repeats", "3", "--overhead-modes", "eager",
+           "--out", str(tmp_path)]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((tmp_path / "benchmark.json").read_text())
     cuda = result["device"].startswith("cuda")
+    jax = importlib.util.find_spec("jax") is not None  # the JAX reference column (the jax extra), on a CPU
     fast = "cuda_graph" if cuda else "torch_compile"
     assert result["settings"]["modes"] == [fast]
     assert [r["model"] for r in result["overhead"]] == list(OVERHEAD_MODELS)
     for row in result["overhead"]:  # the minimal loop beside the project's, both preconditioners
         assert row["minimal_ms"] > 0 and row["none_ms"] > 0 and row["adam_ms"] > 0
         assert row["none_ratio_iqr"][0] <= row["none_ratio"] <= row["none_ratio_iqr"][1]
+        assert ("jax_ms" in row) == (jax and not cuda) and ("none_ratio_jax" in row) == (jax and not cuda)
     [inner] = result["inner"]
     assert inner["eager_ms"] > 0 and inner[f"{fast}_ms"] > 0 and inner["minimal_ms"] > 0
     assert inner[f"{fast}_speedup"] == inner["eager_ms"] / inner[f"{fast}_ms"]

@@ -20,7 +20,7 @@ from typing import Any, ClassVar, NamedTuple, TypeVar
 import torch
 from torch import Tensor
 
-from lpc.samplers.compiled import LoopRunner
+from lpc.samplers.compiled import CompiledAdvance, LoopRunner
 from lpc.samplers.diagnostics import ess_bulk, rhat
 from lpc.samplers.preconditioners import IdentityPreconditioner, Preconditioner
 
@@ -293,7 +293,8 @@ class ChainSampler:
         passed as ``data`` (not held by ``energy_fn``), so that a captured loop sees new ones."""
         if z0.shape[0] % self.chains:
             raise ValueError(f"z0 has {z0.shape[0]} rows, not a multiple of sampler.chains={self.chains}")
-        outputs = self._runner(self.loop, energy_fn, z0, *data, key=self.step_size, advance=self.advance)
+        outputs = self._runner(self.loop, energy_fn, z0, *data, key=self.step_size, advance=self.advance,
+                               start=self.start)
         return merge_chains(*outputs, self.chains)
 
     def loop(self, energy_fn: DataEnergyFn, z0: Tensor, *data: Tensor, advance: Callable | None = None) -> tuple:
@@ -304,7 +305,7 @@ class ChainSampler:
         chunk = self.num_steps if advance is None else self.compile_chunk  # eager: whole phases at a time
         advance = advance or self.advance
         z0 = z0.detach()
-        start = ChainState(z0, *energy_and_grad(partial(energy_fn, *data), z0))
+        start = (advance.start if isinstance(advance, CompiledAdvance) else self.start)(energy_fn, data, z0)
         carry = Carry(start, self.preconditioner.init(z0), 1.0, torch.ones(z0.shape[0], dtype=torch.bool, device=z0.device),
                       self.step_size, None)
         limit = z0.new_tensor(self.max_latent_norm * z0.shape[-1] ** 0.5)
@@ -319,6 +320,11 @@ class ChainSampler:
         samples = torch.stack([states[t - 1] for t in sorted(self._kept)])
         accept_rate = torch.cat(accepts).mean(0) if accepts else None
         return samples, torch.cat(energies), carry.scale, ~carry.running, accept_rate, carry.step_size
+
+    @staticmethod
+    def start(energy_fn: DataEnergyFn, data: tuple[Tensor, ...], z0: Tensor, functional: bool = False) -> ChainState:
+        """The chains' start: z0 with E(z0) and grad_z E(z0) (``functional``: by ``torch.func``)."""
+        return ChainState(z0, *(functional_energy_and_grad if functional else energy_and_grad)(partial(energy_fn, *data), z0))
 
     def advance(self, energy_fn: DataEnergyFn, data: tuple[Tensor, ...], start: ChainState, carry: Carry, limit: Tensor,
                 phase: Phase, steps: int, functional: bool = False) -> tuple[Carry, Tensor, Tensor, Tensor | None]:

@@ -37,6 +37,8 @@ from itertools import chain
 import torch
 from torch import Tensor, nn
 
+from lpc.samplers.gemm_layout import GemmLayout
+
 log = logging.getLogger(__name__)
 
 COMPILE_MODES = ("eager", "torch_compile", "cuda_graph")
@@ -108,20 +110,40 @@ class CompiledAdvance:
 
     RECOMPILE_LIMIT = 64  # compiled variants per code object: phases x stretch lengths x shapes of every sampler of a run
 
-    def __init__(self, advance: Callable[..., tuple], options: dict):
+    def __init__(self, advance: Callable[..., tuple], options: dict, start: Callable[..., tuple]):
         config = torch._dynamo.config
         config.recompile_limit = max(config.recompile_limit, self.RECOMPILE_LIMIT)
         config.accumulated_recompile_limit = max(config.accumulated_recompile_limit, 8 * self.RECOMPILE_LIMIT)
         options = dict(options)
         if options.get("backend", "inductor") == "inductor":  # eager's noise: the same chain from the same seed
-            options["options"] = {"fallback_random": True, **options.get("options", {})}
-        self.advance = advance
+            options["options"] = {"fallback_random": True, "post_grad_custom_post_pass": GemmLayout(),
+                                  **options.get("options", {})}
+        self.advance, self.eager_start = advance, start
         self.compiled = torch.compile(self.functional, fullgraph=True, **options)
+        self.compiled_start = torch.compile(self.functional_start, fullgraph=True, **options)
         self.failed: str | None = None
         self.calls = 0
 
     def functional(self, *args) -> tuple:
         return self.advance(*args, functional=True)
+
+    def functional_start(self, *args) -> tuple:
+        return self.eager_start(*args, functional=True)
+
+    def start(self, *args) -> tuple:
+        """The sampler's ``start`` (E and its gradient at z0), compiled (eager once compiling has failed)."""
+        if self.failed is None:
+            try:
+                with torch.no_grad():
+                    return self.compiled_start(*args)
+            except Exception as err:  # noqa: BLE001 - as __call__: fall back with the reason
+                self.fail(err)
+        return self.eager_start(*args)
+
+    def fail(self, err: Exception) -> None:
+        """Compiling has failed: say why, once; every later call runs eagerly."""
+        self.failed = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+        log.warning("sampler.compile=torch_compile: the inner loop cannot be compiled (%s); running it eagerly", self.failed)
 
     def __call__(self, *args) -> tuple:
         if self.failed is None:
@@ -135,9 +157,7 @@ class CompiledAdvance:
                 self.calls += 1
                 return out
             except Exception as err:  # noqa: BLE001 - any failure to compile or run falls back, with the reason
-                self.failed = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
-                log.warning("sampler.compile=torch_compile: the inner loop cannot be compiled (%s); running it eagerly",
-                            self.failed)
+                self.fail(err)
                 torch.set_rng_state(rng[0])
                 for d, state in enumerate(rng[1]):
                     torch.cuda.set_rng_state(state, d)
@@ -171,13 +191,13 @@ class LoopRunner:
         self.graphs: OrderedDict[Hashable, Callable[..., tuple]] = OrderedDict()
 
     def __call__(self, loop: Loop, energy_fn: Callable[..., Tensor], z0: Tensor, *data: Tensor, key: Hashable = (),
-                 advance: Callable[..., tuple] | None = None) -> tuple:
+                 advance: Callable[..., tuple] | None = None, start: Callable[..., tuple] | None = None) -> tuple:
         if self.mode == "eager":
             return loop(energy_fn, z0, *data)
         if self.mode == "torch_compile":
             if self.compiled is None:
                 log.info("compiling the inner loop's transitions with torch.compile(%s)", self.compile_options)
-                self.compiled = CompiledAdvance(advance, self.compile_options)
+                self.compiled = CompiledAdvance(advance, self.compile_options, start)
             return loop(energy_fn, z0, *data, advance=self.compiled)
         return self.replay(loop, energy_fn, (z0, *data), key)
 
