@@ -12,7 +12,8 @@ cost         seconds per test example of IWAE_100 (the evaluation's bound: 100 d
 overhead     one adaptive AIS pass of the project's ``anneal`` against ``minimal_ais`` (the same algorithm
              written plainly: autograd on E, HMC with L leapfrog steps, the weight sum, the per-chain
              step adaptation) on the same model, data, start noise and K, timed interleaved
-             (--overhead-repeats rounds); the median ratio of adjacent calls and its interquartile range.
+             (--overhead-repeats rounds); the median ratio of adjacent calls and its interquartile range;
+             and the same pass compiled (``eval.ais.compile=torch_compile``: compile_chunk transitions per call).
 convergence  (--ckpt-path) on a trained run: IWAE_100, AIS from each start at every K of --lengths,
              the weights' ESS and the BDMC gap at each K, with their seconds. An estimate has
              converged where it stops moving with K and the BDMC gap is small.
@@ -50,7 +51,9 @@ from lpc.evaluating import restore, run_config  # noqa: E402
 from lpc.evaluation import AnnealedLikelihood, Evaluator, LikelihoodBounds, SampleQuality  # noqa: E402
 from lpc.markdown import markdown_table  # noqa: E402
 from lpc.provenance import commit, machine  # noqa: E402
-from lpc.samplers.annealing import Adaptation, DiagonalGaussian, anneal, sigmoid_schedule  # noqa: E402
+from lpc.samplers.annealing import (Adaptation, DiagonalGaussian, anneal, anneal_stretch, annealed_state,  # noqa: E402
+                                    sigmoid_schedule)
+from lpc.samplers.compiled import CompiledAdvance  # noqa: E402
 from lpc.samplers.chain import energy_and_grad  # noqa: E402
 from benchmark import interleaved_ms, quartiles  # noqa: E402
 
@@ -156,13 +159,17 @@ def overhead_rows(data: str, examples: int, chains: int, distributions: int, rep
     energy_fn = partial(model.energy, x)
     with torch.no_grad():
         fns = {"minimal": partial(minimal_ais, energy_fn, z0, betas, eps, settings.num_leapfrog, adaptation),
-               "anneal": partial(anneal, energy_fn, start, z0, betas, eps, settings.num_leapfrog, adaptation=adaptation)}
+               "anneal": partial(anneal, energy_fn, start, z0, betas, eps, settings.num_leapfrog, adaptation=adaptation),
+               "compiled": partial(anneal, energy_fn, start, z0, betas, eps, settings.num_leapfrog, adaptation=adaptation,
+                                   compiled=CompiledAdvance(anneal_stretch, {}, annealed_state), chunk=settings.compile_chunk)}
         times = interleaved_ms(fns, torch.device("cpu"), repeats, 1)
-    q1, q2, q3 = quartiles([a / b for a, b in zip(times["anneal"], times["minimal"])])
     per = distributions - 1  # transitions
-    return [{"data": data, "rows": rows, "distributions": distributions, "num_leapfrog": settings.num_leapfrog,
-             "minimal_ms": statistics.median(times["minimal"]) / per, "anneal_ms": statistics.median(times["anneal"]) / per,
-             "ratio": q2, "ratio_iqr": [q1, q3], "repeats": repeats}]
+    row = {"data": data, "rows": rows, "distributions": distributions, "num_leapfrog": settings.num_leapfrog, "repeats": repeats,
+           **{f"{k}_ms": statistics.median(v) / per for k, v in times.items()}}
+    for loop, key in (("anneal", "ratio"), ("compiled", "compiled_ratio")):
+        q1, q2, q3 = quartiles([a / b for a, b in zip(times[loop], times["minimal"])])
+        row[key], row[f"{key}_iqr"] = q2, [q1, q3]
+    return [row]
 
 
 def convergence_rows(ckpt_path: Path, lengths: list[int], examples: int, bdmc_examples: int, batch: int,
@@ -222,9 +229,12 @@ def main() -> None:
     lines += ["", "## The AIS loop against a minimal one", "",
               f"ms per transition of one adaptive pass from the prior (the project's `anneal` and `minimal_ais`), "
               f"median over {args.overhead_repeats} interleaved rounds; the ratio: median of adjacent calls (IQR).", "",
-              markdown_table(["data", "rows (examples x chains)", "K", "L", "minimal ms", "anneal ms", "anneal / minimal"],
+              markdown_table(["data", "rows (examples x chains)", "K", "L", "minimal ms", "anneal ms", "anneal / minimal",
+                              "compiled ms (eval.ais.compile=torch_compile)", "compiled / minimal"],
                              [[r["data"], str(r["rows"]), str(r["distributions"]), str(r["num_leapfrog"]), f"{r['minimal_ms']:.3g}",
-                               f"{r['anneal_ms']:.3g}", f"{r['ratio']:.3g} ({r['ratio_iqr'][0]:.3g}-{r['ratio_iqr'][1]:.3g})"]
+                               f"{r['anneal_ms']:.3g}", f"{r['ratio']:.3g} ({r['ratio_iqr'][0]:.3g}-{r['ratio_iqr'][1]:.3g})",
+                               f"{r['compiled_ms']:.3g}",
+                               f"{r['compiled_ratio']:.3g} ({r['compiled_ratio_iqr'][0]:.3g}-{r['compiled_ratio_iqr'][1]:.3g})"]
                               for r in overhead])]
     if convergence:
         keys = [k for k in ("ais_prior", "ais_encoder", "ais_prior_ess", "bdmc_gap_prior", "bdmc_gap_encoder")

@@ -173,6 +173,31 @@ def test_the_frozen_step_pass_reproduces_from_the_same_seed():
     assert first.step_sizes.std(0).max() > 0  # adapted per chain: the chains' sizes differ
 
 
+@pytest.mark.parametrize("start", ["gaussian", "sampled"])
+def test_the_compiled_annealing_gives_the_eager_weights_for_the_same_noise(start):
+    """eval.ais.compile=torch_compile: stretches of transitions compiled (chunks of 3 over K - 1 = 9,
+    so a shorter last one), both passes; a start density whose gradient is autograd's (sampled) too."""
+    from lpc.samplers.annealing import SampledDensity
+
+    torch.manual_seed(0)
+    energy = Energy(ToyDecoder(), GaussianLikelihood(sigma=0.2, sigma_mode="fixed"))
+    xs = torch.randn(3 * B, P)
+    prior = DiagonalGaussian(torch.zeros(3 * B, D), torch.zeros(3 * B, D))
+    if start == "sampled":
+        prior = SampledDensity(lambda: torch.randn(3 * B, D), standard_normal_log_prob)
+    runs = []
+    for mode in ("eager", "torch_compile"):
+        torch.manual_seed(3)
+        ais = AIS(num_distributions=10, chains=3, compile=mode, compile_chunk=3)
+        runs.append(ais.estimate(lambda z: energy(xs, z), prior))
+    eager, compiled = runs
+    assert ais._compiled.failed is None and ais._compiled.calls == 2 * 3  # compiled: 3 stretches per pass, no fallback
+    torch.testing.assert_close(compiled.log_weights, eager.log_weights, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(compiled.step_sizes, eager.step_sizes, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(compiled.accept_rate, eager.accept_rate, rtol=1e-4, atol=1e-4)
+    assert eager.step_sizes.shape == (9, 3 * B)
+
+
 def test_the_annealing_loop_makes_no_host_sync():
     model = PPCA()
     energy_fn, prior, z_true = model.rows(2)
@@ -190,6 +215,8 @@ def test_ais_settings_are_checked():
         AIS(step_size=1.0, max_step_size=0.5)
     with pytest.raises(ValueError, match="starts"):
         AnnealedLikelihood(starts=["posterior"])
+    with pytest.raises(ValueError, match="eval.ais.compile must be eager or torch_compile"):
+        AIS(compile="cuda_graph")
 
 
 def test_the_evaluation_reports_ais_bdmc_and_names_the_headline_estimator():
@@ -229,7 +256,8 @@ def test_the_ais_benchmark_runs_end_to_end(compose_cfg, tmp_path):
     assert [r["K"] for r in result["convergence"]] == ["", 3, 6]
     assert all(math.isfinite(r["ais_prior"]) and "bdmc_gap_prior" in r for r in result["convergence"][1:])
     [overhead] = result["overhead"]
-    assert overhead["rows"] == 3 * 16 and overhead["minimal_ms"] > 0 and overhead["anneal_ms"] > 0
+    assert overhead["rows"] == 3 * 16 and overhead["minimal_ms"] > 0 and overhead["anneal_ms"] > 0 and overhead["compiled_ms"] > 0
+    assert overhead["compiled_ratio_iqr"][0] <= overhead["compiled_ratio"] <= overhead["compiled_ratio_iqr"][1]
     assert "## Convergence" in (out / "ais_benchmark.md").read_text()
 
 

@@ -27,7 +27,8 @@ import torch
 from torch import Tensor
 
 from lpc.metrics.elbo import iwae_bound
-from lpc.samplers.annealing import Adaptation, AnnealResult, StartDensity, anneal, sigmoid_schedule
+from lpc.samplers.annealing import Adaptation, AnnealResult, StartDensity, anneal, anneal_stretch, annealed_state, sigmoid_schedule
+from lpc.samplers.compiled import CompiledAdvance
 from lpc.samplers.chain import EnergyFn
 
 MASS_MATRICES = ("identity", "start")
@@ -79,6 +80,9 @@ class AIS:
             ``target_accept``, divided by it otherwise, and clamped (Wu et al. 2017: 0.65, 1.02, 1e-4, 0.5).
         refresh: adapt in a first pass, then freeze the step sizes and recompute (True), or use the
             adaptive pass's estimate (False).
+        compile: ``eager`` (the reference), or ``torch_compile``: ``compile_chunk`` transitions per
+            compiled call (``lpc.samplers.annealing.anneal_stretch``; the same weights from the same
+            noise, to rounding; falls back to eager with the reason where it cannot compile).
         mass_matrix: ``identity``, or ``start``: the ``scale`` M of ``lpc.samplers.hmc`` (the inverse
             of HMC's mass matrix) is the start density's diagonal variance s^2 (momenta ~ N(0, diag
             s^-2)), i.e. leapfrog in the start's whitened coordinates; the same as identity from the
@@ -97,8 +101,15 @@ class AIS:
     refresh: bool = True
     mass_matrix: str = "identity"
     schedule_delta: float = 4.0
+    compile: str = "eager"
+    compile_chunk: int = 5
 
     def __post_init__(self) -> None:
+        if self.compile not in ("eager", "torch_compile"):
+            raise ValueError(f"eval.ais.compile must be eager or torch_compile, got {self.compile!r}")
+        if self.compile_chunk < 1:
+            raise ValueError(f"eval.ais.compile_chunk must be >= 1, got {self.compile_chunk}")
+        self._compiled = CompiledAdvance(anneal_stretch, {}, annealed_state) if self.compile == "torch_compile" else None
         for name in ("num_distributions", "chains", "num_leapfrog"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -137,7 +148,8 @@ class AIS:
         if step_sizes is None:
             adaptation = Adaptation(self.target_accept, self.adapt_factor, self.min_step_size, self.max_step_size)
             step_sizes = z0.new_full((z0.shape[0],), self.step_size)
-        return anneal(energy_fn, start, z0, betas, step_sizes, self.num_leapfrog, self.scale(start), adaptation, progress)
+        return anneal(energy_fn, start, z0, betas, step_sizes, self.num_leapfrog, self.scale(start), adaptation, progress,
+                      self._compiled, self.compile_chunk)
 
     def estimate(self, energy_fn: EnergyFn, start: StartDensity,
                  progress: Callable[[int], None] | None = None) -> AISEstimate:

@@ -31,7 +31,8 @@ import torch
 from torch import Tensor
 
 from lpc.gaussian import diagonal_normal_log_prob
-from lpc.samplers.chain import EnergyFn, energy_and_grad
+from lpc.samplers.chain import EnergyFn, energy_and_grad, functional_energy_and_grad
+from lpc.samplers.compiled import CompiledAdvance
 from lpc.samplers.hmc import hmc_transition
 
 
@@ -41,8 +42,8 @@ class StartDensity(Protocol):
     def sample(self) -> Tensor:
         """One draw per row (N, D)."""
 
-    def energy_and_grad(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        """U_0(z) = -log p_0(z) (N,) and its gradient (N, D), detached."""
+    def energy_and_grad(self, z: Tensor, functional: bool = False) -> tuple[Tensor, Tensor]:
+        """U_0(z) = -log p_0(z) (N,) and its gradient (N, D), detached (``functional``: by ``torch.func``)."""
 
     def detached(self) -> "StartDensity":
         """The same density with no graph to its parameters (none grows through the K steps)."""
@@ -61,7 +62,7 @@ class DiagonalGaussian(NamedTuple):
     def sample(self) -> Tensor:
         return self.mean + self.log_std.exp() * torch.randn_like(self.mean)
 
-    def energy_and_grad(self, z: Tensor) -> tuple[Tensor, Tensor]:
+    def energy_and_grad(self, z: Tensor, functional: bool = False) -> tuple[Tensor, Tensor]:
         """U_0(z) = -log N(z; m, diag s^2) (N,) and grad U_0(z) = (z - m) / s^2 (N, D)."""
         return -diagonal_normal_log_prob(z, self.mean, self.log_std), (z - self.mean) * torch.exp(-2 * self.log_std)
 
@@ -83,8 +84,8 @@ class SampledDensity(NamedTuple):
     def sample(self) -> Tensor:
         return self.draw()
 
-    def energy_and_grad(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        return energy_and_grad(lambda v: -self.log_prob(v), z)
+    def energy_and_grad(self, z: Tensor, functional: bool = False) -> tuple[Tensor, Tensor]:
+        return (functional_energy_and_grad if functional else energy_and_grad)(lambda v: -self.log_prob(v), z)
 
     def detached(self) -> "SampledDensity":
         return self  # energy_and_grad's values are detached already
@@ -120,9 +121,12 @@ class AnnealedState(NamedTuple):
         return self.start - self.target
 
 
-def annealed_state(energy_fn: EnergyFn, start: StartDensity, beta: Tensor, z: Tensor) -> AnnealedState:
-    """The state at z on f_beta: one energy gradient (the start's is in closed form)."""
-    return AnnealedState(z, *energy_and_grad(energy_fn, z), *start.energy_and_grad(z), beta)
+def annealed_state(energy_fn: EnergyFn, start: StartDensity, beta: Tensor, z: Tensor,
+                   functional: bool = False) -> AnnealedState:
+    """The state at z on f_beta: one energy gradient (the start's is in closed form); ``functional``:
+    gradients by ``torch.func`` (what ``torch.compile`` traces whole)."""
+    target = (functional_energy_and_grad if functional else energy_and_grad)(energy_fn, z)
+    return AnnealedState(z, *target, *start.energy_and_grad(z, functional), beta)
 
 
 def sigmoid_schedule(num_distributions: int, delta: float = 4.0) -> list[float]:
@@ -161,6 +165,37 @@ class AnnealResult(NamedTuple):
     accept_rate: Tensor  # (N,) mean acceptance probability over the transitions (1 for K = 1)
 
 
+class AnnealCarry(NamedTuple):
+    """What the annealed chain carries from one distribution to the next."""
+
+    state: AnnealedState
+    log_w: Tensor  # (N,) float64, the log weight so far
+    accept_sum: Tensor  # (N,) the acceptance probabilities so far, summed
+    step_size: Tensor  # (N,) the next transition's leapfrog step size (adapted, or the frozen pass's current one)
+
+
+def anneal_stretch(energy_fn: EnergyFn, start: StartDensity, carry: AnnealCarry, increments: Tensor, betas: Tensor,
+                   frozen: Tensor | None, scale: Tensor | float, num_leapfrog: int, adaptation: Adaptation | None,
+                   functional: bool = False) -> tuple[AnnealCarry, Tensor]:
+    """Distributions k .. k + c - 1 of a pass (c = len(betas), all with a transition after them): for
+    each, log w += (b_k - b_{k-1}) l(z) (``increments`` (c,)), then one HMC transition on f_{b_k}
+    (``betas`` (c,)) with the step size ``frozen[i]`` (c, N), or the carry's, adapted after it.
+    The carry after them and the step sizes used (c, N)."""
+    state, log_w, accept_sum, step_size = carry
+    used = []
+    for i in range(len(betas)):
+        log_w = log_w + increments[i] * state.log_ratio
+        beta = betas[i].expand(state.beta.shape)
+        eps = step_size if frozen is None else frozen[i]
+        evaluate = partial(annealed_state, energy_fn, start, beta, functional=functional)
+        state, accept = hmc_transition(evaluate, state._replace(beta=beta), eps[:, None], scale, num_leapfrog)
+        accept_sum = accept_sum + accept
+        used.append(eps)
+        if adaptation is not None:
+            step_size = adapt_step_size(eps, accept, *adaptation)
+    return AnnealCarry(state, log_w, accept_sum, step_size), torch.stack(used)
+
+
 def anneal(
     energy_fn: EnergyFn,
     start: StartDensity,
@@ -171,6 +206,8 @@ def anneal(
     scale: Tensor | float = 1.0,
     adaptation: Adaptation | None = None,
     progress: Callable[[int], None] | None = None,
+    compiled: CompiledAdvance | None = None,
+    chunk: int = 5,
 ) -> AnnealResult:
     """One pass of the annealed chain from z0 (N, D) along the schedule ``betas`` (b_0..b_K, see the
     module docstring): z0 must be a draw from f_{b_0} (p_0 forwards, p(z | x) backwards).
@@ -178,30 +215,34 @@ def anneal(
     ``step_sizes``: the leapfrog step size of each transition, (K - 1, N); or, with ``adaptation``,
     the first one (N,), adapted per chain after each transition (the used ones are returned).
     ``scale``: the diagonal M of HMC's kinetic energy, as in ``lpc.samplers.hmc``. ``progress(k)``
-    is called after each distribution.
+    is called after each distribution. ``compiled``: ``anneal_stretch`` (and the start state) run
+    compiled, ``chunk`` transitions per call; None: eagerly, all at once.
     """
     num = len(betas) - 1
     rows = z0.shape[0]
     start = start.detached()  # no graph grows through the K steps
-    state = annealed_state(energy_fn, start, z0.new_full((rows,), betas[0]), z0.detach())
-    log_w = torch.zeros_like(state.target, dtype=torch.float64)  # K increments: summed in double precision
-    accept_sum = torch.zeros_like(state.target)
-    used, step_size = [], step_sizes
-    for k in range(1, num + 1):
-        log_w = log_w + (betas[k] - betas[k - 1]) * state.log_ratio
-        if k < num:  # the last transition would not change the weight
-            beta = z0.new_full((rows,), betas[k])
-            eps = step_size if adaptation is not None else step_sizes[k - 1]
-            state, accept = hmc_transition(partial(annealed_state, energy_fn, start, beta), state._replace(beta=beta),
-                                           eps[:, None], scale, num_leapfrog)
-            accept_sum = accept_sum + accept
-            used.append(eps)
-            if adaptation is not None:
-                step_size = adapt_step_size(eps, accept, *adaptation)
-        if progress is not None:
-            progress(k)
+    first = z0.new_full((rows,), betas[0])
+    state = (compiled.start if compiled else annealed_state)(energy_fn, start, first, z0.detach())
+    frozen = None if adaptation is not None else step_sizes
+    carry = AnnealCarry(state, torch.zeros_like(state.target, dtype=torch.float64),  # K increments: summed in double precision
+                        torch.zeros_like(state.target), step_sizes if adaptation is not None else torch.zeros_like(state.target))
+    schedule = z0.new_tensor(betas)
+    increments = z0.new_tensor([b - a for a, b in zip(betas, betas[1:])])  # (K,): b_k - b_{k-1} in z's precision
+    run = compiled or anneal_stretch
+    used = []
+    for k in range(1, num, chunk if compiled else max(num - 1, 1)):  # transitions after distributions 1 .. K - 1
+        end = min(k + chunk if compiled else num, num)
+        carry, eps = run(energy_fn, start, carry, increments[k - 1:end - 1], schedule[k:end],
+                         None if frozen is None else frozen[k - 1:end - 1], scale, num_leapfrog, adaptation)
+        used.append(eps)
+        for i in range(k, end):
+            if progress is not None:
+                progress(i)
+    log_w = carry.log_w + increments[num - 1] * carry.state.log_ratio  # the last distribution: no transition after it
+    if progress is not None:
+        progress(num)
     log_w = torch.nan_to_num(log_w, nan=-torch.inf, posinf=-torch.inf)  # a chain whose energy broke down weighs 0
-    accept_rate = accept_sum / (num - 1) if num > 1 else torch.ones_like(accept_sum)
+    accept_rate = carry.accept_sum / (num - 1) if num > 1 else torch.ones_like(carry.accept_sum)
     if adaptation is None:  # the frozen pass used what it was given
         return AnnealResult(log_w, step_sizes, accept_rate)
-    return AnnealResult(log_w, torch.stack(used) if used else z0.new_zeros(0, rows), accept_rate)
+    return AnnealResult(log_w, torch.cat(used) if used else z0.new_zeros(0, rows), accept_rate)

@@ -119,6 +119,7 @@ class CompiledAdvance:
             options["options"] = {"fallback_random": True, "post_grad_custom_post_pass": GemmLayout(),
                                   **options.get("options", {})}
         self.advance, self.eager_start = advance, start
+        self.name = getattr(advance, "__qualname__", repr(advance))
         self.compiled = torch.compile(self.functional, fullgraph=True, **options)
         self.compiled_start = torch.compile(self.functional_start, fullgraph=True, **options)
         self.failed: str | None = None
@@ -143,7 +144,7 @@ class CompiledAdvance:
     def fail(self, err: Exception) -> None:
         """Compiling has failed: say why, once; every later call runs eagerly."""
         self.failed = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
-        log.warning("sampler.compile=torch_compile: the inner loop cannot be compiled (%s); running it eagerly", self.failed)
+        log.warning("torch_compile: %s (the inner loop) cannot be compiled (%s); running it eagerly", self.name, self.failed)
 
     def __call__(self, *args) -> tuple:
         if self.failed is None:
@@ -153,7 +154,7 @@ class CompiledAdvance:
                 with torch.no_grad():
                     out = self.compiled(*args)
                 if self.calls == 0:
-                    log.info("the inner loop's first compiled call took %.1f s (compiling)", time.perf_counter() - start)
+                    log.info("torch_compile: the first call of %s took %.1f s (compiling)", self.name, time.perf_counter() - start)
                 self.calls += 1
                 return out
             except Exception as err:  # noqa: BLE001 - any failure to compile or run falls back, with the reason
