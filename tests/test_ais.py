@@ -18,7 +18,7 @@ from lpc.energy import Energy
 from lpc.evaluation import AnnealedLikelihood, Evaluator, LikelihoodBounds, SampleQuality
 from lpc.gaussian import standard_normal_log_prob
 from lpc.likelihoods import GaussianLikelihood
-from lpc.metrics.ais import AIS, log_mean_exp, weights_ess
+from lpc.metrics.ais import AIS, compiled_annealing, log_mean_exp, weights_ess
 from lpc.metrics.elbo import importance_log_weights, iwae_bound
 from lpc.methods.vae import VAE
 from lpc.networks.mlp import MLPDecoder, MLPEncoder
@@ -185,13 +185,13 @@ def test_the_compiled_annealing_gives_the_eager_weights_for_the_same_noise(start
     prior = DiagonalGaussian(torch.zeros(3 * B, D), torch.zeros(3 * B, D))
     if start == "sampled":
         prior = SampledDensity(lambda: torch.randn(3 * B, D), standard_normal_log_prob)
-    runs = []
+    runs, calls = [], compiled_annealing().calls
     for mode in ("eager", "torch_compile"):
         torch.manual_seed(3)
-        ais = AIS(num_distributions=10, chains=3, compile=mode, compile_chunk=3)
-        runs.append(ais.estimate(lambda z: energy(xs, z), prior))
+        runs.append(AIS(num_distributions=10, chains=3, compile=mode, compile_chunk=3).estimate(lambda z: energy(xs, z), prior))
     eager, compiled = runs
-    assert ais._compiled.failed is None and ais._compiled.calls == 2 * 3  # compiled: 3 stretches per pass, no fallback
+    assert compiled_annealing().failed is None and compiled_annealing().calls - calls == 2 * 3  # 3 stretches per pass, compiled
+    assert AIS(compile="torch_compile")._compiled is compiled_annealing()  # one per process: every AIS shares its graphs
     torch.testing.assert_close(compiled.log_weights, eager.log_weights, rtol=1e-5, atol=1e-4)
     torch.testing.assert_close(compiled.step_sizes, eager.step_sizes, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(compiled.accept_rate, eager.accept_rate, rtol=1e-4, atol=1e-4)

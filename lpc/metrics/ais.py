@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from typing import NamedTuple
 
 import torch
@@ -66,6 +67,13 @@ class BDMCBounds(NamedTuple):
         return self.upper - self.lower
 
 
+@cache
+def compiled_annealing() -> CompiledAdvance:
+    """The annealing loop compiled, one per process: every AIS shares its graphs (compiled once per
+    batch shape and stretch length, whichever estimate, check or BDMC pass asks first)."""
+    return CompiledAdvance(anneal_stretch, {}, annealed_state)
+
+
 @dataclass
 class AIS:
     """AIS from a start density to the posterior with HMC transitions.
@@ -109,7 +117,7 @@ class AIS:
             raise ValueError(f"eval.ais.compile must be eager or torch_compile, got {self.compile!r}")
         if self.compile_chunk < 1:
             raise ValueError(f"eval.ais.compile_chunk must be >= 1, got {self.compile_chunk}")
-        self._compiled = CompiledAdvance(anneal_stretch, {}, annealed_state) if self.compile == "torch_compile" else None
+        self._compiled = compiled_annealing() if self.compile == "torch_compile" else None
         for name in ("num_distributions", "chains", "num_leapfrog"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
