@@ -1,7 +1,7 @@
-"""Checks of a composed config before any work starts: every ``_target_`` node's keys must be
-arguments of its target, with values of the annotated type, and no number anywhere in the config
-may be inf or nan. Ranges are checked by the classes themselves when they are built
-(``lpc.training.build``); all give a ``ConfigError`` that names the key, the bad value and what is
+"""Checks of a composed config before any work starts: a key added on the command line must be
+read by something, every ``_target_`` node's keys must be arguments of its target, with values of
+the annotated type, and no number anywhere in the config may be inf or nan. Ranges are checked by
+the classes themselves when they are built (``lpc.build.build``); all give a ``ConfigError`` that names the key, the bad value and what is
 allowed."""
 
 from __future__ import annotations
@@ -108,9 +108,45 @@ def type_error(value: Any, hint: Any) -> str | None:
     return None
 
 
+def added_keys(cfg: DictConfig) -> list[str]:
+    """The keys the command line added with ``+key=value`` (Hydra's record of the job's overrides: in
+    ``cfg.hydra`` for a composed config, Hydra's own in a job; none elsewhere), not counting config
+    groups (``+experiment=x``)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from lpc.compose import CONFIGS
+
+    from hydra.core.hydra_config import HydraConfig
+
+    task = OmegaConf.select(cfg, "hydra.overrides.task", default=None)
+    if task is None and HydraConfig.initialized():  # train.py's job: Hydra keeps its own node apart
+        task = HydraConfig.get().overrides.task
+    overrides = OverridesParser.create().parse_overrides(list(task or []))
+    return [o.key_or_group for o in overrides if o.is_add() and not (CONFIGS / o.key_or_group.replace(".", "/")).is_dir()]
+
+
+def check_added_keys(cfg: DictConfig) -> None:
+    """A key added with ``+`` that nothing reads is refused (a typo such as ``+step_sizes=0.1`` would
+    otherwise train with the setting ignored): allowed are keys inside a ``_target_`` node (whose
+    arguments ``validate_config`` checks), Hydra's own, and a user's own under ``extra``."""
+    for key in added_keys(cfg):
+        parts = key.split(".")
+        if parts[0] in ("hydra", "extra") or any(
+                isinstance(node := OmegaConf.select(cfg, ".".join(parts[:i]), default=None), DictConfig) and "_target_" in node
+                for i in range(1, len(parts))):
+            continue
+        parent = OmegaConf.select(cfg, ".".join(parts[:-1])) if len(parts) > 1 else cfg
+        known = [str(k) for k in parent if str(k) != parts[-1] and str(k) != "hydra"] if isinstance(parent, DictConfig) else []
+        close = difflib.get_close_matches(parts[-1], known, n=1)
+        hint = f"did you mean {'.'.join([*parts[:-1], close[0]])}? " if close else ""
+        raise ConfigError(f"unknown key {key}: nothing reads it, so it would train with the setting ignored; {hint}"
+                          f"keys of your own for interpolations go under extra (+extra.{parts[-1]}=...)")
+
+
 def validate_config(cfg: DictConfig) -> None:
-    """Raise ``ConfigError`` for the first unknown key or mistyped value of any ``_target_`` node,
-    then for the first inf or nan anywhere in the config."""
+    """Raise ``ConfigError`` for a key added with ``+`` that nothing reads, for the first unknown key
+    or mistyped value of any ``_target_`` node, then for the first inf or nan anywhere in the config."""
+    check_added_keys(cfg)
     for path, node in target_nodes(cfg):
         try:
             target = _locate(node._target_)

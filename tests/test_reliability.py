@@ -18,6 +18,7 @@ from lightning import Callback
 from conftest import ROOT, read_metrics
 from lpc.build import build
 from lpc.checkpoints import AtomicCheckpointIO, check_resumable, read_checkpoint
+from lpc.config_checks import validate_config
 from lpc.data import DatasetNotFoundError, FolderDataModule
 from lpc.errors import CheckpointError, ConfigError, CorruptDataError, DivergenceError
 from lpc.loggers import wandb_logger
@@ -83,6 +84,30 @@ def test_a_bug_in_a_constructor_keeps_its_traceback(compose_cfg):
                           "~sampler.preconditioner", "~sampler.freeze_precond", "~sampler.max_latent_norm",
                           "~sampler.compile", "~sampler.compile_options", "~sampler.compile_chunk"))
     assert not isinstance(err.value, ConfigError) and "a bug" in str(err.value)
+
+
+@pytest.mark.parametrize("added,message", [
+    ("+num_step=10", "unknown key num_step: nothing reads it, so it would train with the setting ignored; did you mean num_steps?"),
+    ("+nonexistent_key=1", "unknown key nonexistent_key: nothing reads it"),
+    ("+eval.fid_samples=5", "unknown key eval.fid_samples"),  # inside a _target_ node: its arguments are listed
+    ("+callbacks.every=3", "unknown key callbacks.every: nothing reads it"),
+])
+def test_a_key_added_that_nothing_reads_is_refused_with_the_closest_real_one(compose_cfg, added, message):
+    with pytest.raises(ConfigError, match=message):
+        validate_config(compose_cfg(added))
+
+
+def test_added_keys_that_something_reads_are_allowed(compose_cfg):
+    validate_config(compose_cfg("+extra.note=hello", "+extra.n=1",
+                                "+callbacks.calm._target_=lightning.pytorch.callbacks.Timer",
+                                "+sampler.compile_options.backend=aot_eager"))
+
+
+def test_a_typo_on_the_command_line_exits_within_seconds_naming_the_real_key(tmp_path):
+    proc = subprocess.run([sys.executable, "train.py", "+step_sizes=0.1", f"hydra.run.dir={tmp_path / 'run'}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "unknown key step_sizes" in proc.stderr + proc.stdout
+    assert "did you mean step_size?" in proc.stderr + proc.stdout and not (tmp_path / "run" / "metrics.json").exists()
 
 
 def test_callback_settings_are_checked_before_the_data_is_read(compose_cfg, tmp_path):
