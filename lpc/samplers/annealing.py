@@ -215,8 +215,9 @@ def anneal(
     ``step_sizes``: the leapfrog step size of each transition, (K - 1, N); or, with ``adaptation``,
     the first one (N,), adapted per chain after each transition (the used ones are returned).
     ``scale``: the diagonal M of HMC's kinetic energy, as in ``lpc.samplers.hmc``. ``progress(k)``
-    is called after each distribution. ``compiled``: ``anneal_stretch`` (and the start state) run
-    compiled, ``chunk`` transitions per call; None: eagerly, all at once.
+    is called after each distribution. The transitions run ``chunk`` at a time through
+    ``anneal_stretch``, or its ``compiled`` form (which also gives the start state); either way the
+    same operations, so the chunk does not change the result.
     """
     num = len(betas) - 1
     rows = z0.shape[0]
@@ -230,13 +231,13 @@ def anneal(
     increments = z0.new_tensor([b - a for a, b in zip(betas, betas[1:])])  # (K,): b_k - b_{k-1} in z's precision
     run = compiled or anneal_stretch
     used = []
-    for k in range(1, num, chunk if compiled else max(num - 1, 1)):  # transitions after distributions 1 .. K - 1
-        end = min(k + chunk if compiled else num, num)
+    for k in range(1, num, chunk):  # the transitions after distributions 1 .. K - 1, ``chunk`` at a time
+        end = min(k + chunk, num)
         carry, eps = run(energy_fn, start, carry, increments[k - 1:end - 1], schedule[k:end],
                          None if frozen is None else frozen[k - 1:end - 1], scale, num_leapfrog, adaptation)
         used.append(eps)
-        for i in range(k, end):
-            if progress is not None:
+        if progress is not None:
+            for i in range(k, end):
                 progress(i)
     log_w = carry.log_w + increments[num - 1] * carry.state.log_ratio  # the last distribution: no transition after it
     if progress is not None:
