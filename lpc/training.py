@@ -32,6 +32,10 @@ warnings.filterwarnings("ignore", message="You're resuming from a checkpoint tha
 # lpc's checkpoints hold the state after the step they are named by, which is what resuming needs
 warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization and every_n_train_steps")
 
+# the commit of the code this process runs, read when it was loaded: a multirun's later jobs run that
+# code whatever HEAD is when they finish
+CODE_COMMIT = commit()
+
 
 def finish_wandb(loggers: list) -> None:
     """End the W&B runs of this job, so the next job of a multirun (same process) starts its own."""
@@ -153,7 +157,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         estimators = {k: v for cb in callbacks if isinstance(cb, PeriodicEvaluation) for k, v in cb.estimators.items()}
         summary = {"global_step": trainer.global_step, **model.update_counts, "decoder_evals_total": model.decoder_evals_total,
                    **metrics, "estimators": estimators,
-                   "provenance": {"commit": commit(), "machine": machine()}}
+                   "provenance": {"commit": CODE_COMMIT, "machine": machine()}}
         out.write_text(json.dumps(summary, indent=2, sort_keys=True))
         log.info("metrics written to %s", out)
     check_updates(cfg, model.update_counts, trainer.global_step, trainer.is_global_zero)

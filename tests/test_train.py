@@ -162,3 +162,17 @@ def test_the_best_checkpoint_is_chosen_on_the_validation_split(compose_cfg, tmp_
     assert set(by_step) == {5, 10, 15}
     best = max(by_step, key=by_step.get)
     assert [p.name for p in (tmp_path / "checkpoints").glob("step_*.ckpt")] == [f"step_{best:06d}.ckpt"]
+
+
+def test_a_run_records_the_commit_of_the_code_it_loaded(compose_cfg, tmp_path, monkeypatch):
+    """A multirun's jobs share one process: each records the commit read when lpc was loaded, not
+    HEAD when it finishes (which later commits may have moved)."""
+    import json
+
+    import lpc.provenance
+    import lpc.training
+
+    monkeypatch.setattr(lpc.training, "CODE_COMMIT", "0123456789ab")
+    monkeypatch.setattr(lpc.provenance, "commit", lambda *a: "moved-since")
+    train(compose_cfg("callbacks=none", *FAST))
+    assert json.loads((tmp_path / "metrics.json").read_text())["provenance"]["commit"] == "0123456789ab"
