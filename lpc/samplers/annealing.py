@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from lpc.gaussian import diagonal_normal_log_prob
-from lpc.samplers.chain import EnergyFn, energy_and_grad, functional_energy_and_grad
+from lpc.samplers.chain import EnergyFn, gradients
 from lpc.samplers.compiled import CompiledAdvance
 from lpc.samplers.hmc import hmc_transition
 
@@ -85,7 +85,7 @@ class SampledDensity(NamedTuple):
         return self.draw()
 
     def energy_and_grad(self, z: Tensor, functional: bool = False) -> tuple[Tensor, Tensor]:
-        return (functional_energy_and_grad if functional else energy_and_grad)(lambda v: -self.log_prob(v), z)
+        return gradients(functional)(lambda v: -self.log_prob(v), z)
 
     def detached(self) -> "SampledDensity":
         return self  # energy_and_grad's values are detached already
@@ -125,7 +125,7 @@ def annealed_state(energy_fn: EnergyFn, start: StartDensity, beta: Tensor, z: Te
                    functional: bool = False) -> AnnealedState:
     """The state at z on f_beta: one energy gradient (the start's is in closed form); ``functional``:
     gradients by ``torch.func`` (what ``torch.compile`` traces whole)."""
-    target = (functional_energy_and_grad if functional else energy_and_grad)(energy_fn, z)
+    target = gradients(functional)(energy_fn, z)
     return AnnealedState(z, *target, *start.energy_and_grad(z, functional), beta)
 
 

@@ -56,6 +56,11 @@ def functional_energy_and_grad(energy_fn: EnergyFn, z: Tensor) -> tuple[Tensor, 
 Evaluate = Callable[[Tensor], tuple[Tensor, Tensor]]  # z (N, D) -> E(z) (N,), grad_z E (N, D)
 
 
+def gradients(functional: bool) -> Callable[[EnergyFn, Tensor], tuple[Tensor, Tensor]]:
+    """``energy_and_grad``, or with ``functional`` its ``torch.func`` form (what ``torch.compile`` traces whole)."""
+    return functional_energy_and_grad if functional else energy_and_grad
+
+
 class ChainState(NamedTuple):
     """Where each chain is: z (N, D), and E(z) (N,) and grad_z E(z) (N, D) when already known."""
 
@@ -324,7 +329,7 @@ class ChainSampler:
     @staticmethod
     def start(energy_fn: DataEnergyFn, data: tuple[Tensor, ...], z0: Tensor, functional: bool = False) -> ChainState:
         """The chains' start: z0 with E(z0) and grad_z E(z0) (``functional``: by ``torch.func``)."""
-        return ChainState(z0, *(functional_energy_and_grad if functional else energy_and_grad)(partial(energy_fn, *data), z0))
+        return ChainState(z0, *gradients(functional)(partial(energy_fn, *data), z0))
 
     def advance(self, energy_fn: DataEnergyFn, data: tuple[Tensor, ...], start: ChainState, carry: Carry, limit: Tensor,
                 phase: Phase, steps: int, functional: bool = False) -> tuple[Carry, Tensor, Tensor, Tensor | None]:
@@ -334,7 +339,7 @@ class ChainSampler:
         are checked, or ||z|| beyond ``limit``) is put back to ``start`` and held there.
         ``functional``: gradients by ``torch.func`` (what ``torch.compile`` traces whole)."""
         fn = partial(energy_fn, *data)
-        evaluate: Evaluate = partial(functional_energy_and_grad if functional else energy_and_grad, fn)
+        evaluate: Evaluate = partial(gradients(functional), fn)
         state, precond, scale, running, step_size, adaptation = carry
         zero = limit.new_zeros(())  # 0 as a tensor: a Python number costs a conversion per call
         energies, states, accepts = [], [], []

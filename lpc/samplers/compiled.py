@@ -133,36 +133,33 @@ class CompiledAdvance:
 
     def start(self, *args) -> tuple:
         """The sampler's ``start`` (E and its gradient at z0), compiled (eager once compiling has failed)."""
-        if self.failed is None:
-            try:
-                with torch.no_grad():
-                    return self.compiled_start(*args)
-            except Exception as err:  # noqa: BLE001 - as __call__: fall back with the reason
-                self.fail(err)
-        return self.eager_start(*args)
-
-    def fail(self, err: Exception) -> None:
-        """Compiling has failed: say why, once; every later call runs eagerly."""
-        self.failed = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
-        log.warning("torch_compile: %s (the inner loop) cannot be compiled (%s); running it eagerly", self.name, self.failed)
+        return self.run(self.compiled_start, self.eager_start, args)
 
     def __call__(self, *args) -> tuple:
+        out = self.run(self.compiled, self.advance, args)
+        self.calls += self.failed is None
+        return out
+
+    def run(self, compiled: Callable[..., tuple], eager: Callable[..., tuple], args: tuple) -> tuple:
+        """``compiled(*args)``; if it cannot be compiled or run, say why once, restore the random
+        stream, and run ``eager`` now and from then on."""
         if self.failed is None:
             rng = torch.get_rng_state(), [torch.cuda.get_rng_state(d) for d in range(torch.cuda.device_count())]
             start = time.perf_counter()
             try:
                 with torch.no_grad():
-                    out = self.compiled(*args)
-                if self.calls == 0:
+                    out = compiled(*args)
+                if self.calls == 0 and compiled is self.compiled:
                     log.info("torch_compile: the first call of %s took %.1f s (compiling)", self.name, time.perf_counter() - start)
-                self.calls += 1
                 return out
             except Exception as err:  # noqa: BLE001 - any failure to compile or run falls back, with the reason
-                self.fail(err)
+                self.failed = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+                log.warning("torch_compile: %s (the inner loop) cannot be compiled (%s); running it eagerly",
+                            self.name, self.failed)
                 torch.set_rng_state(rng[0])
                 for d, state in enumerate(rng[1]):
                     torch.cuda.set_rng_state(state, d)
-        return self.advance(*args)
+        return eager(*args)
 
 
 class LoopRunner:
