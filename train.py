@@ -1,7 +1,7 @@
 """Train a latent generative model: ``python train.py model=pc_langevin precond=adam step_size=0.05``.
 
 Thin entry point: Hydra composes ``configs/train.yaml`` with the command-line overrides and
-``lpc.training.train`` does the rest.
+``lpc.jobs.train.train`` does the rest.
 """
 
 import os
@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 os.environ.setdefault("LPC_ROOT", str(Path(__file__).resolve().parent))
 
 from lpc.errors import exit_on_user_error  # noqa: E402
-from lpc.training import optimized_value, train  # noqa: E402
+from lpc.jobs.train import optimized_value, train  # noqa: E402
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")

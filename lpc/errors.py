@@ -59,7 +59,9 @@ def exit_on_user_error(main: Callable[..., Any]) -> Callable[..., Any]:
             return main(*args, **kwargs)
         except LpcError as err:
             log.error("%s: %s", type(err).__name__, one_line(err))
-            from lpc.resolvers import in_multirun  # Hydra only where entry points use it
+            from lpc.config.resolvers import (
+                in_multirun,  # Hydra only where entry points use it
+            )
 
             if in_multirun():
                 if isinstance(err, DivergenceError):

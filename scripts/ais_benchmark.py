@@ -29,8 +29,8 @@ import datetime as dt
 import json
 import math
 import os
-import sys
 import statistics
+import sys
 import time
 from dataclasses import asdict, replace
 from functools import partial
@@ -44,18 +44,30 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 os.environ.setdefault("LPC_ROOT", str(ROOT))
 
-from lpc.build import build  # noqa: E402
-from lpc.checkpoints import read_checkpoint  # noqa: E402
-from lpc.compose import compose_config  # noqa: E402
-from lpc.evaluating import restore, run_config  # noqa: E402
-from lpc.evaluation import AnnealedLikelihood, Evaluator, LikelihoodBounds, SampleQuality  # noqa: E402
-from lpc.markdown import markdown_table  # noqa: E402
-from lpc.provenance import commit, machine  # noqa: E402
-from lpc.samplers.annealing import (Adaptation, DiagonalGaussian, anneal, anneal_stretch, annealed_state,  # noqa: E402
-                                    sigmoid_schedule)
-from lpc.samplers.compiled import CompiledAdvance  # noqa: E402
-from lpc.samplers.chain import energy_and_grad  # noqa: E402
 from benchmark import interleaved_ms, quartiles  # noqa: E402
+
+from lpc.config.build import build  # noqa: E402
+from lpc.config.compose import compose_config  # noqa: E402
+from lpc.evaluation.evaluator import (  # noqa: E402
+    AnnealedLikelihood,
+    Evaluator,
+    LikelihoodBounds,
+    SampleQuality,
+)
+from lpc.jobs.checkpoints import read_checkpoint  # noqa: E402
+from lpc.jobs.restore import restore, run_config  # noqa: E402
+from lpc.reporting.markdown import markdown_table  # noqa: E402
+from lpc.reporting.provenance import commit, machine  # noqa: E402
+from lpc.samplers.annealing import (  # noqa: E402
+    Adaptation,
+    DiagonalGaussian,
+    anneal,
+    anneal_stretch,
+    annealed_state,
+    sigmoid_schedule,
+)
+from lpc.samplers.chain import energy_and_grad  # noqa: E402
+from lpc.samplers.compiled import CompiledAdvance  # noqa: E402
 
 MNIST_T10K = ROOT.parent / "shared" / "data" / "mnist-t10k"
 # the models of the committed reports (the paper's family at the small scale): MLPs, latent 16, discretised Gaussian

@@ -33,10 +33,10 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import logging
 import os
 import statistics
 import sys
-import logging
 import time
 from collections.abc import Callable
 from functools import partial
@@ -51,11 +51,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("LPC_ROOT", str(ROOT))
 
-from lpc.build import build  # noqa: E402
-from lpc.compose import compose_config  # noqa: E402
-from lpc.markdown import markdown_table  # noqa: E402
-from lpc.provenance import commit, machine  # noqa: E402
-from lpc.training import set_tf32  # noqa: E402
+from lpc.config.build import build  # noqa: E402
+from lpc.config.compose import compose_config  # noqa: E402
+from lpc.jobs.train import set_tf32  # noqa: E402
+from lpc.reporting.markdown import markdown_table  # noqa: E402
+from lpc.reporting.provenance import commit, machine  # noqa: E402
 
 SHAPE = (3, 32, 32)
 # the decoders of the overhead table: what the CPU runs (the digits, binarised or not, and MNIST-sized)

@@ -17,8 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("LPC_ROOT", str(ROOT))
 sys.path.insert(0, str(ROOT))
 
-from lpc.completing import complete_checkpoint  # noqa: E402
 from lpc.errors import exit_on_user_error  # noqa: E402
+from lpc.jobs.complete import complete_checkpoint  # noqa: E402
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="complete")

@@ -1,4 +1,4 @@
-"""W&B dashboards defined in code (lpc/dashboards.py): the project's workspace, or an experiment's report.
+"""W&B dashboards defined in code (lpc/reporting/dashboards.py): the project's workspace, or an experiment's report.
 
     python scripts/dashboard.py --entity E --project P                           # the workspace
     python scripts/dashboard.py --entity E --project P --experiment lpc_vs_vae   # the experiment's report
@@ -21,8 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lpc import dashboards  # noqa: E402
 from lpc.errors import exit_on_user_error  # noqa: E402
+from lpc.reporting import dashboards  # noqa: E402
 
 
 @exit_on_user_error

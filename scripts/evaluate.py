@@ -17,7 +17,7 @@ os.environ.setdefault("LPC_ROOT", str(ROOT))
 sys.path.insert(0, str(ROOT))
 
 from lpc.errors import exit_on_user_error  # noqa: E402
-from lpc.evaluating import evaluate_checkpoint  # noqa: E402
+from lpc.jobs.evaluate import evaluate_checkpoint  # noqa: E402
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="evaluate")

@@ -21,9 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("LPC_ROOT", str(ROOT))
 
 from lpc.errors import exit_on_user_error  # noqa: E402
-from lpc.metrics.features import ClassifierFeatures  # noqa: E402
-from lpc.metrics.frechet import frechet_distance  # noqa: E402
-from lpc.metrics.kid import kernel_distance  # noqa: E402
+from lpc.evaluation.features import ClassifierFeatures  # noqa: E402
+from lpc.evaluation.frechet import frechet_distance  # noqa: E402
+from lpc.evaluation.kid import kernel_distance  # noqa: E402
 from lpc.networks import ConvDecoder, MLPDecoder  # noqa: E402
 
 log = logging.getLogger("feature_distances")

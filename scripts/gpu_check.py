@@ -99,7 +99,7 @@ def main() -> None:
     steps = [(name, dry if args.dry else full, limit) for name, full, dry, limit in STEPS]
     steps.append(("train", train_step(args.cifar, args.dry), 100))  # the limits add up to 7 min 55 s
     found = [run_step(name, cmd, limit * (3 if args.dry else 1), work) for name, cmd, limit in steps]
-    from lpc.provenance import commit, machine
+    from lpc.reporting.provenance import commit, machine
 
     report = {"commit": commit(), "machine": machine(), "dry": args.dry, "steps": found}
     args.out.mkdir(parents=True, exist_ok=True)

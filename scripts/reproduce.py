@@ -31,7 +31,6 @@ import csv
 import json
 import math
 import os
-import re
 import shlex
 import shutil
 import statistics
@@ -52,12 +51,15 @@ import matplotlib.pyplot as plt  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]  # this checkout's lpc (not an installed one) and its scripts
 
-from lpc.markdown import markdown_table  # noqa: E402
-from lpc.significance import compare_by_seed  # noqa: E402
-from lpc.summaries import SAMPLE_METRICS, split_prefix, summarise  # noqa: E402
-from lpc.provenance import commit, machine  # noqa: E402
+from sampler_bias import markdown as bias_markdown  # noqa: E402
+from sampler_bias import measure
+
+from lpc.reporting.markdown import markdown_table  # noqa: E402
+from lpc.reporting.provenance import commit, machine  # noqa: E402
+from lpc.reporting.significance import compare_by_seed  # noqa: E402
+from lpc.reporting.summaries import SAMPLE_METRICS, split_prefix, summarise  # noqa: E402
 from lpc.samplers.targets import Banana  # noqa: E402
-from sampler_bias import markdown as bias_markdown, measure  # noqa: E402
+
 TRAIN = [sys.executable, str(ROOT / "train.py")]
 COMPLETE = [sys.executable, str(ROOT / "scripts" / "complete.py")]
 EVALUATE = [sys.executable, str(ROOT / "scripts" / "evaluate.py")]
@@ -329,7 +331,7 @@ REFERENCE_LABELS = {"untrained_decoder": "reference: the networks untrained",
 
 
 def reference_rows(runs: list[dict]) -> list[dict]:
-    """The sample-quality reference points each run measured at its end (``lpc.evaluation``,
+    """The sample-quality reference points each run measured at its end (``lpc.evaluation.evaluator``,
     ``SampleQuality.references``) as two rows, mean ± spread over the runs: where a model sits
     between "nothing learned" and "the data"."""
     done = [r["summary"] for r in runs if r["summary"]]
@@ -819,7 +821,9 @@ def write_report(name: str, scale: str, cmds: list[list[str]], extra: list[str],
     (out / "report.md").write_text("\n".join(lines) + "\n")
     if wandb_project:
         log_to_wandb(wandb_project, name, scale, out, rows, figures)
-        from lpc.dashboards import publish_experiment_report  # wandb-workspaces: only with --wandb
+        from lpc.reporting.dashboards import (
+            publish_experiment_report,  # wandb-workspaces: only with --wandb
+        )
 
         groups = [f"{name}_{m}" for m in study_methods(experiment, scale)] if experiment.methods else [f"{name}_runs"]
         publish_experiment_report(name, None, wandb_project, groups, (out / "report.md").read_text(), out)

@@ -1,4 +1,4 @@
-"""Write the README's results table from the committed reports' JSON (lpc.results_table).
+"""Write the README's results table from the committed reports' JSON (lpc.reporting.results_table).
 
     python scripts/results_table.py            # rewrite the table in README.md
     python scripts/results_table.py --check    # exit 1 if README.md's table is not the reports' (the tests run this)
@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from lpc.results_table import results_table, with_table
+from lpc.reporting.results_table import results_table, with_table
 
 ROOT = Path(__file__).resolve().parents[1]
 

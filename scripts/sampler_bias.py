@@ -23,9 +23,9 @@ from pathlib import Path
 
 import torch
 
+from lpc.reporting.markdown import markdown_table
+from lpc.reporting.provenance import commit, machine
 from lpc.samplers import HMCSampler, LangevinSampler, MALASampler
-from lpc.markdown import markdown_table
-from lpc.provenance import commit, machine
 from lpc.samplers.targets import Banana, moments_with_errors
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,5 +1,5 @@
 """Is the fitted sigma the maximiser of the held-out log-likelihood? AIS on a checkpoint's validation
-images at the sigma the EM fit finds (lpc.metrics.scale_fit), at multiples of it and at the training
+images at the sigma the EM fit finds (lpc.evaluation.scale_fit), at multiples of it and at the training
 sigma: the fitted one should be at (or within AIS's noise of) the top of the curve.
 
     python scripts/sigma_scan.py <run>/checkpoints/last.ckpt [more checkpoints] [--factors 0.6 0.8 1 1.25 1.6]
@@ -24,13 +24,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("LPC_ROOT", str(ROOT))
 
-from lpc.build import instantiate_checked  # noqa: E402
-from lpc.checkpoints import read_checkpoint  # noqa: E402
-from lpc.compose import compose_config  # noqa: E402
-from lpc.evaluating import restore, run_config  # noqa: E402
-from lpc.evaluation import stack_images  # noqa: E402
-from lpc.markdown import markdown_table  # noqa: E402
-from lpc.provenance import commit, machine  # noqa: E402
+from lpc.config.build import instantiate_checked  # noqa: E402
+from lpc.config.compose import compose_config  # noqa: E402
+from lpc.data.base import stack_images  # noqa: E402
+from lpc.jobs.checkpoints import read_checkpoint  # noqa: E402
+from lpc.jobs.restore import restore, run_config  # noqa: E402
+from lpc.reporting.markdown import markdown_table  # noqa: E402
+from lpc.reporting.provenance import commit, machine  # noqa: E402
 
 
 def scan(ckpt_path: Path, factors: list[float], examples: int, out: Path, ais: list[str]) -> list[dict]:

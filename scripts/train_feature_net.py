@@ -20,11 +20,16 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("LPC_ROOT", str(ROOT))
 
 from lpc.errors import exit_on_user_error  # noqa: E402
-from lpc.feature_net import (  # noqa: E402
-    FEATURE_LAYER, accuracy, content_sha256, save_feature_net, stack_split, train_classifier,
+from lpc.evaluation.feature_nets import (  # noqa: E402
+    FEATURE_LAYER,
+    accuracy,
+    content_sha256,
+    save_feature_net,
+    stack_split,
+    train_classifier,
 )
 from lpc.networks.classifier import ConvClassifier  # noqa: E402
-from lpc.provenance import commit, machine  # noqa: E402
+from lpc.reporting.provenance import commit, machine  # noqa: E402
 
 log = logging.getLogger("train_feature_net")
 

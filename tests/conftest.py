@@ -14,7 +14,7 @@ import torch
 from omegaconf import DictConfig
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from lpc.compose import compose_config
+from lpc.config.compose import compose_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_CIFAR = ROOT.parent / "shared" / "data" / "cifar10" / "cifar10_jpeg.zip"

@@ -10,21 +10,33 @@ import sys
 
 import pytest
 import torch
+from conftest import ROOT, NoHostSync
+from test_train import FAST
 from torch import Tensor
 from torch.utils.data import TensorDataset
 
-from conftest import ROOT, NoHostSync
-from lpc.energy import Energy
-from lpc.evaluation import AnnealedLikelihood, Evaluator, LikelihoodBounds, SampleQuality
-from lpc.gaussian import standard_normal_log_prob
-from lpc.likelihoods import GaussianLikelihood
-from lpc.metrics.ais import AIS, compiled_annealing, log_mean_exp, weights_ess
-from lpc.metrics.elbo import importance_log_weights, iwae_bound
+from lpc.evaluation.ais import AIS, compiled_annealing, log_mean_exp, weights_ess
+from lpc.evaluation.elbo import importance_log_weights, iwae_bound
+from lpc.evaluation.evaluator import (
+    AnnealedLikelihood,
+    Evaluator,
+    LikelihoodBounds,
+    SampleQuality,
+)
+from lpc.jobs.train import train
 from lpc.methods.vae import VAE
+from lpc.model.energy import Energy
+from lpc.model.gaussian import standard_normal_log_prob
+from lpc.model.likelihoods import GaussianLikelihood
 from lpc.networks.mlp import MLPDecoder, MLPEncoder
-from test_train import FAST
-from lpc.training import train
-from lpc.samplers.annealing import Adaptation, AnnealedState, DiagonalGaussian, adapt_step_size, anneal, sigmoid_schedule
+from lpc.samplers.annealing import (
+    Adaptation,
+    AnnealedState,
+    DiagonalGaussian,
+    adapt_step_size,
+    anneal,
+    sigmoid_schedule,
+)
 
 D, P, SIGMA, B = 2, 6, 0.3, 16  # latent and data dimensions, noise scale, examples
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from lpc.errors import ConfigError
-from lpc.training import train
+from lpc.jobs.train import train
 
 TINY = ["num_steps=6", "burn_in=2", "sampler.thin=1", "trainer.max_steps=-1", "trainer.val_check_interval=1000",
         "trainer.limit_val_batches=1", "logger=csv", "callbacks=none"]

@@ -7,16 +7,22 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import NoHostSync
-from lpc.build import build
-from lpc.energy import Energy
+
+from lpc.config.build import build
 from lpc.errors import ConfigError
-from lpc.likelihoods import DiscretizedGaussianLikelihood, GaussianLikelihood
+from lpc.jobs.train import train
+from lpc.model.energy import Energy
+from lpc.model.likelihoods import DiscretizedGaussianLikelihood, GaussianLikelihood
 from lpc.networks import MLPDecoder
-from lpc.samplers import AdamPreconditioner, HMCSampler, IdentityPreconditioner, LangevinSampler, MALASampler
+from lpc.samplers import (
+    AdamPreconditioner,
+    HMCSampler,
+    IdentityPreconditioner,
+    LangevinSampler,
+    MALASampler,
+)
 from lpc.samplers.compiled import LoopRunner, clone_outputs
-from lpc.training import train
 
 B, D = 8, 4
 AOT = {"backend": "aot_eager"}  # dynamo + AOT autograd without C++ code generation (seconds, not a minute, on 2 cores)

@@ -1,4 +1,4 @@
-"""Conditional generation (lpc.completion, scripts/complete.py): the masks, observed pixels kept and
+"""Conditional generation (lpc.methods.completion, scripts/complete.py): the masks, observed pixels kept and
 missing ones never read, the exact conditional of a linear-Gaussian model, the masked energy's
 gradient, the sampler defaults, and the script end to end on LPC and VAE checkpoints."""
 
@@ -6,26 +6,36 @@ from __future__ import annotations
 
 import json
 import math
-from statistics import NormalDist
 import subprocess
 import sys
 from pathlib import Path
+from statistics import NormalDist
 
 import pytest
 import torch
+from conftest import ROOT
 from PIL import Image
 
-from conftest import ROOT
-from lpc.build import build
-from lpc.completing import complete_checkpoint, completion_sampler
-from lpc.completion import MaskedEnergy, centre_mask, complete, half_mask, random_mask
-from lpc.compose import compose_config
-from lpc.energy import Energy
+from lpc.config.build import build
+from lpc.config.compose import compose_config
 from lpc.errors import ConfigError
-from lpc.likelihoods import BernoulliLikelihood, DiscretizedGaussianLikelihood, GaussianLikelihood
+from lpc.jobs.complete import complete_checkpoint, completion_sampler
+from lpc.jobs.train import train
+from lpc.methods.completion import (
+    MaskedEnergy,
+    centre_mask,
+    complete,
+    half_mask,
+    random_mask,
+)
+from lpc.model.energy import Energy
+from lpc.model.likelihoods import (
+    BernoulliLikelihood,
+    DiscretizedGaussianLikelihood,
+    GaussianLikelihood,
+)
 from lpc.networks import MLPDecoder
 from lpc.samplers import AdamPreconditioner, LangevinSampler, MALASampler
-from lpc.training import train
 
 
 @pytest.fixture(autouse=True)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import ROOT
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from conftest import ROOT
-from lpc.build import check_compatible, instantiate_dict
+from lpc.config.build import check_compatible, instantiate_dict
 
 GROUPS = sorted(p.name for p in (ROOT / "configs").iterdir() if p.is_dir() and p.name != "hydra")
 EXTRA = {  # options that need other values to resolve or to fit the default data (8x8 digits)

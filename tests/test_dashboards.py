@@ -1,4 +1,4 @@
-"""The W&B dashboards of lpc/dashboards.py, with no network: the workspace and each experiment's
+"""The W&B dashboards of lpc/reporting/dashboards.py, with no network: the workspace and each experiment's
 report are built and validated by wandb-workspaces' own models and read back equal from their JSON;
 every key every panel reads is logged by a real tiny run of each method the panel shows; and
 scripts/dashboard.py writes the JSON, saying how to publish it, where it does not publish."""
@@ -17,16 +17,16 @@ from pathlib import Path
 import pytest
 import wandb_workspaces.reports.v2 as wr
 import wandb_workspaces.workspaces as ws
+from conftest import ROOT
 from google.protobuf.message import DecodeError
+from wandb_records import records, run_info
 from wandb_workspaces.reports.v2 import interface as report_interface
 
-from conftest import ROOT
-from lpc import dashboards
-from lpc.compose import compose_config
+from lpc.config.compose import compose_config
 from lpc.errors import LpcError
-from lpc.markdown import markdown_table
-from lpc.training import train
-from wandb_records import records, run_info
+from lpc.jobs.train import train
+from lpc.reporting import dashboards
+from lpc.reporting.markdown import markdown_table
 
 # Tiny runs that keep the default metric names: S = 4 kept samples (the chain ELBO and R-hat need >= 2 and >= 4),
 # the evaluation at its default bounds, with AIS (eval=ais, and its check at a shorter length) and the offline
@@ -200,7 +200,7 @@ def test_without_a_network_or_a_login_the_command_writes_the_json_and_says_how_t
     with pytest.raises(LpcError, match="not reachable: cannot publish"):
         dashboards.publish_file(path)
 
-    monkeypatch.setattr("lpc.loggers.reachable", lambda url, timeout: True)  # a server, but no login
+    monkeypatch.setattr("lpc.jobs.loggers.reachable", lambda url, timeout: True)  # a server, but no login
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
     cli.main(["--project", "p", "--experiment", "ula_vs_mala", "--out", str(tmp_path)])

@@ -8,11 +8,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import SHARED_CIFAR, SHARED_MNIST_T10K
 from PIL import Image
 
-from conftest import SHARED_CIFAR, SHARED_MNIST_T10K
-from lpc.data import (CelebADataModule, CIFAR10DataModule, DatasetNotFoundError, DigitsDataModule, FolderDataModule,
-                      MNISTDataModule, MNISTTestSplitDataModule, SVHNDataModule)
+from lpc.data import (
+    CelebADataModule,
+    CIFAR10DataModule,
+    DatasetNotFoundError,
+    DigitsDataModule,
+    FolderDataModule,
+    MNISTDataModule,
+    MNISTTestSplitDataModule,
+    SVHNDataModule,
+)
 from lpc.errors import ConfigError
 
 

@@ -6,7 +6,6 @@ import json
 
 import pytest
 import torch
-
 from conftest import run_train
 
 # deterministic chains (plain PC from z0 = 0, no preconditioner, at a step size where that gradient descent is

@@ -12,17 +12,17 @@ from unittest import mock
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT, read_metrics
+from test_metrics import scipy_frechet
+from test_train import FAST
 from torch import Tensor, nn
 from torch.utils.data import Dataset, TensorDataset
 
-from conftest import ROOT, read_metrics
 from lpc.data import DigitsDataModule
-from lpc.evaluation import Evaluator, LikelihoodBounds, SampleQuality
-from lpc.metrics import prdc
-from lpc.metrics.features import FeaturesUnavailableError, InceptionFeatures
-from lpc.training import train
-from test_metrics import scipy_frechet
-from test_train import FAST
+from lpc.evaluation import prdc
+from lpc.evaluation.evaluator import Evaluator, LikelihoodBounds, SampleQuality
+from lpc.evaluation.features import FeaturesUnavailableError, InceptionFeatures
+from lpc.jobs.train import train
 
 
 class SmallFeatures(nn.Module):

@@ -10,20 +10,20 @@ import sys
 
 import pytest
 import torch
+from conftest import ROOT, SHARED_CIFAR, SHARED_MNIST_T10K, run_train
+from test_evaluation import StubModel
+from test_metrics import scipy_frechet
 from torch.utils.data import TensorDataset
 from torchvision.transforms.functional import gaussian_blur
 
-from conftest import ROOT, SHARED_CIFAR, SHARED_MNIST_T10K, run_train
 from lpc.data import DigitsDataModule, FolderDataModule
 from lpc.errors import ConfigError
-from lpc.evaluation import Evaluator, LikelihoodBounds, SampleQuality
-from lpc.feature_net import SHIPPED_DIR, load_feature_net
-from lpc.metrics.features import ClassifierFeatures, FeaturesUnavailableError
-from lpc.metrics.frechet import frechet_distance
+from lpc.evaluation.evaluator import Evaluator, LikelihoodBounds, SampleQuality
+from lpc.evaluation.feature_nets import SHIPPED_DIR, load_feature_net
+from lpc.evaluation.features import ClassifierFeatures, FeaturesUnavailableError
+from lpc.evaluation.frechet import frechet_distance
+from lpc.jobs.train import train
 from lpc.networks import ConvDecoder, MLPDecoder
-from lpc.training import train
-from test_evaluation import StubModel
-from test_metrics import scipy_frechet
 
 needs_cifar = pytest.mark.skipif(not SHARED_CIFAR.exists(), reason="needs ../shared/data/cifar10/cifar10_jpeg.zip")
 

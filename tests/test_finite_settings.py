@@ -14,14 +14,14 @@ from typing import Any
 
 import pytest
 import torch
+from conftest import ROOT
 from lightning import Callback
 from omegaconf import OmegaConf
 
-from conftest import ROOT
-from lpc.compose import compose_config
-from lpc.config_checks import validate_config
+from lpc.config.checks import validate_config
+from lpc.config.compose import compose_config
 from lpc.errors import ConfigError
-from lpc.training import train
+from lpc.jobs.train import train
 
 NON_FINITE = ["inf", "nan"]
 # (group choices, key): the float settings of the shipped configs, each where a user sets it, and two of

@@ -8,10 +8,17 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from lpc.energy import Energy
-from lpc.likelihoods import GaussianLikelihood
-from lpc.samplers import AdamPreconditioner, IdentityPreconditioner, LangevinSampler, energy_and_grad, gradient_step, langevin_step
-from lpc.samplers import kept_steps
+from lpc.model.energy import Energy
+from lpc.model.likelihoods import GaussianLikelihood
+from lpc.samplers import (
+    AdamPreconditioner,
+    IdentityPreconditioner,
+    LangevinSampler,
+    energy_and_grad,
+    gradient_step,
+    kept_steps,
+    langevin_step,
+)
 
 
 class LinearDecoder(nn.Module):

@@ -10,14 +10,14 @@ import torch
 from scipy.stats import norm
 from torch.distributions import Bernoulli, Normal
 
-from lpc.likelihoods import (
+from lpc.evaluation import bits_per_dim
+from lpc.model.likelihoods import (
     BernoulliLikelihood,
     DiscretizedGaussianLikelihood,
     GaussianLikelihood,
     discretized_gaussian_log_prob,
     log_ndtr,
 )
-from lpc.metrics import bits_per_dim
 
 LEVELS = torch.linspace(-1, 1, 256, dtype=torch.float64)  # the 256 pixel values, k / 127.5 - 1
 MEANS = [-1.5, -1.0, -1.0 + 1 / 255, -0.3, 0.0, 0.5004, 1.0 - 1 / 255, 1.0, 2.0]

@@ -6,14 +6,14 @@ import math
 
 import pytest
 import torch
+from conftest import SHARED_CIFAR, read_metrics, run_train
 from hydra.utils import instantiate
+from test_train import FAST
 from torch import Tensor, nn
 
-from conftest import SHARED_CIFAR, read_metrics, run_train
-from lpc.likelihoods import GaussianLikelihood
+from lpc.jobs.train import train
 from lpc.methods import IWAE, VAE
-from lpc.training import train
-from test_train import FAST
+from lpc.model.likelihoods import GaussianLikelihood
 
 T, S = 10, 2  # FAST: num_steps=10, burn_in=4 and the default thin=5 keep steps 5 and 10
 SHARED = {"train/loss", "train/energy", "train/recon_mse", "val/energy", "val/recon_mse",

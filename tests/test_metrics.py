@@ -8,11 +8,17 @@ import numpy as np
 import pytest
 import torch
 from scipy import linalg
+from test_langevin import linear_gaussian
 from torch.distributions import MultivariateNormal
 
-from lpc.gaussian import fit_diagonal_gaussian
-from lpc.metrics import bits_per_dim, frechet_distance, importance_log_weights, iwae_bound, prdc
-from test_langevin import linear_gaussian
+from lpc.evaluation import (
+    bits_per_dim,
+    frechet_distance,
+    importance_log_weights,
+    iwae_bound,
+    prdc,
+)
+from lpc.model.gaussian import fit_diagonal_gaussian
 
 
 def scipy_frechet(a: np.ndarray, b: np.ndarray) -> float:

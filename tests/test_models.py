@@ -6,14 +6,14 @@ import math
 
 import pytest
 import torch
+from test_langevin import linear_gaussian
 from torch.distributions import MultivariateNormal, Normal
 
-from lpc.energy import Energy
-from lpc.gaussian import standard_normal_log_prob
-from lpc.likelihoods import GaussianLikelihood
-from lpc.metrics import chain_gaussian_elbo
+from lpc.evaluation import chain_gaussian_elbo
+from lpc.model.energy import Energy
+from lpc.model.gaussian import standard_normal_log_prob
+from lpc.model.likelihoods import GaussianLikelihood
 from lpc.networks import ConvDecoder, ConvEncoder, MLPDecoder
-from test_langevin import linear_gaussian
 
 
 def test_energy_is_negative_log_joint():

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import NoHostSync
-from lpc.build import build
+
+from lpc.config.build import build
 from lpc.errors import ConfigError
-from lpc.training import train
-from lpc.warmstart import PersistentInit
+from lpc.jobs.train import train
+from lpc.methods.warmstart import PersistentInit
 
 
 def test_chains_restart_from_the_stored_latents():

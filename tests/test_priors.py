@@ -12,20 +12,20 @@ import sys
 import lightning as L
 import pytest
 import torch
+from conftest import ROOT, run_train
 from torch import Tensor
 
-from conftest import ROOT, run_train
-from lpc.build import build
-from lpc.energy import Energy
-from lpc.metrics.ais import AIS
-from lpc.samplers.annealing import SampledDensity
-from lpc.warmstart import reverse_kl_loss
-from lpc.gaussian import standard_normal_log_prob
-from lpc.likelihoods import BernoulliLikelihood, GaussianLikelihood
+from lpc.config.build import build
+from lpc.evaluation.ais import AIS
+from lpc.jobs.train import train
+from lpc.methods.warmstart import reverse_kl_loss
+from lpc.model.energy import Energy
+from lpc.model.gaussian import standard_normal_log_prob
+from lpc.model.likelihoods import BernoulliLikelihood, GaussianLikelihood
+from lpc.model.priors import GaussianHierarchy
 from lpc.networks import MLPDecoder
-from lpc.priors import GaussianHierarchy
 from lpc.samplers import MALASampler, energy_and_grad
-from lpc.training import train
+from lpc.samplers.annealing import SampledDensity
 
 FAST = ["num_steps=8", "burn_in=4", "sampler.thin=2", "trainer.max_steps=12", "trainer.val_check_interval=6", "callbacks=none",
         "logger=csv", "seed=2"]

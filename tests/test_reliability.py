@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -13,18 +12,18 @@ import zipfile
 
 import pytest
 import torch
-from lightning import Callback
-
 from conftest import ROOT, read_metrics
-from lpc.build import build
-from lpc.checkpoints import AtomicCheckpointIO, check_resumable, read_checkpoint
-from lpc.config_checks import validate_config
-from lpc.data import DatasetNotFoundError, FolderDataModule
-from lpc.errors import CheckpointError, ConfigError, CorruptDataError, DivergenceError
-from lpc.loggers import wandb_logger
-from lpc.training import train
+from lightning import Callback
 from test_data import write_images, zip_folder
 from test_train import FAST
+
+from lpc.config.build import build
+from lpc.config.checks import validate_config
+from lpc.data import DatasetNotFoundError, FolderDataModule
+from lpc.errors import CheckpointError, ConfigError, CorruptDataError, DivergenceError
+from lpc.jobs.checkpoints import AtomicCheckpointIO, check_resumable, read_checkpoint
+from lpc.jobs.loggers import wandb_logger
+from lpc.jobs.train import train
 
 BAD_CONFIGS = [
     (["step_size=0"], "step_size must be > 0, got 0"),
@@ -187,7 +186,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(compose_cfg, t
 
 KILLED_SAVE = """
 import os, sys, time, torch
-from lpc.checkpoints import AtomicCheckpointIO
+from lpc.jobs.checkpoints import AtomicCheckpointIO
 real_save = torch.save
 def slow_save(obj, f):
     f.write(b"partial checkpoint bytes")
@@ -279,7 +278,7 @@ def test_offline_wandb_does_not_try_the_network(tmp_path, monkeypatch):
     def no_network(*args, **kwargs):
         raise AssertionError("offline W&B must not try to connect")
 
-    monkeypatch.setattr("lpc.loggers.reachable", no_network)
+    monkeypatch.setattr("lpc.jobs.loggers.reachable", no_network)
     monkeypatch.setattr("socket.create_connection", no_network)
     assert wandb_logger(offline=True, save_dir=str(tmp_path), project="lpc")._offline
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import ROOT, SHARED_CIFAR, SHARED_MNIST_T10K
 from test_dashboards import load_script
 from wandb_records import history_keys

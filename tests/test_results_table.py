@@ -1,4 +1,4 @@
-"""lpc.results_table: the README's results table is the committed reports' own numbers."""
+"""lpc.reporting.results_table: the README's results table is the committed reports' own numbers."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import subprocess
 import sys
 
 import pytest
+from conftest import ROOT
 from scipy import stats
 
-from conftest import ROOT
-from lpc.results_table import MARKERS, results_table, with_table
+from lpc.reporting.results_table import MARKERS, results_table, with_table
 
 
 def test_the_readmes_results_table_is_drawn_from_the_committed_reports():

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import ROOT, run_train
+
 from lpc.data.sampling import EpochSampler
 from lpc.errors import CheckpointError
-from lpc.resume import find_resume_checkpoint
+from lpc.jobs.resume import find_resume_checkpoint
 
 FAST = ["trainer.max_steps=60", "trainer.val_check_interval=30", "callbacks.model_checkpoint.every_n_train_steps=20",
         "eval=fast", "num_steps=10", "burn_in=5", "seed=3", "trainer.enable_progress_bar=false"]

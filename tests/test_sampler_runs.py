@@ -9,9 +9,9 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT, SHARED_CIFAR
-from lpc.training import train
+
+from lpc.jobs.train import train
 
 T, L = 6, 5  # inner steps (transitions) and HMC's leapfrog steps
 COMMON = [f"num_steps={T}", "burn_in=2", "sampler.thin=1", "trainer.max_steps=3", "trainer.val_check_interval=3",

@@ -1,4 +1,4 @@
-"""lpc.metrics.scale_fit: the likelihood's sigma fitted on held-out images by Monte Carlo EM, checked
+"""lpc.evaluation.scale_fit: the likelihood's sigma fitted on held-out images by Monte Carlo EM, checked
 against the exact maximiser of probabilistic PCA's marginal likelihood (numpy), and the same for
 every method that trained the same decoder."""
 
@@ -12,20 +12,25 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT
 from scipy.optimize import minimize_scalar
 from torch import Tensor, nn
 from torch.utils.data import TensorDataset
 
-from conftest import ROOT
-from lpc.energy import Energy
-from lpc.evaluation import AnnealedLikelihood, Evaluator, LikelihoodBounds, SampleQuality
-from lpc.likelihoods import DiscretizedGaussianLikelihood, GaussianLikelihood
-from lpc.metrics.scale_fit import ScaleFit, fits_scale
+from lpc.evaluation.evaluator import (
+    AnnealedLikelihood,
+    Evaluator,
+    LikelihoodBounds,
+    SampleQuality,
+)
+from lpc.evaluation.scale_fit import ScaleFit, fits_scale
 from lpc.methods.lpc import LangevinPC
 from lpc.methods.vae import VAE
+from lpc.methods.warmstart import PriorInit
+from lpc.model.energy import Energy
+from lpc.model.likelihoods import DiscretizedGaussianLikelihood, GaussianLikelihood
 from lpc.networks.mlp import MLPEncoder
 from lpc.samplers.langevin import LangevinSampler
-from lpc.warmstart import PriorInit
 
 LATENT, SIDE, SIGMA, N = 2, 4, 0.3, 300  # latent dimension, image side (16 pixels), true noise scale, images
 
@@ -143,7 +148,7 @@ def test_the_fit_is_the_same_for_a_vae_and_an_lpc_model_of_the_same_decoder():
 
 def test_the_sigma_scan_script_runs_on_a_checkpoint(compose_cfg, tmp_path):
     """scripts/sigma_scan.py: AIS on validation images at the training sigma and at multiples of the fitted one."""
-    from lpc.training import train
+    from lpc.jobs.train import train
 
     train(compose_cfg("model=vae", "likelihood=gaussian_learned", "trainer.max_steps=10", "trainer.val_check_interval=10",
                       "logger=csv", "callbacks=model_checkpoint"))
@@ -159,9 +164,9 @@ def test_the_sigma_scan_script_runs_on_a_checkpoint(compose_cfg, tmp_path):
 def test_a_vae_and_an_lpc_checkpoint_of_the_same_decoder_get_the_same_sigma(compose_cfg, tmp_path):
     """scripts/evaluate.py's fit on two checkpoints of different methods holding the same generative
     model (decoder, likelihood and prior weights): the same sigma, bit for bit, and the same test AIS."""
-    from lpc.compose import compose_config
-    from lpc.evaluating import evaluate_checkpoint
-    from lpc.training import train
+    from lpc.config.compose import compose_config
+    from lpc.jobs.evaluate import evaluate_checkpoint
+    from lpc.jobs.train import train
 
     tiny = ["likelihood=gaussian_learned", "trainer.max_steps=4", "trainer.val_check_interval=4", "num_steps=4",
             "burn_in=2", "logger=csv", "callbacks=model_checkpoint"]

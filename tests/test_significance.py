@@ -1,11 +1,11 @@
-"""lpc.significance: the paired interval is scipy's, and the verdict follows the interval and the estimator's error."""
+"""lpc.reporting.significance: the paired interval is scipy's, and the verdict follows the interval and the estimator's error."""
 
 from __future__ import annotations
 
 import pytest
 from scipy import stats
 
-from lpc.significance import PairedComparison, paired_t_interval
+from lpc.reporting.significance import PairedComparison, paired_t_interval
 
 A = [-181.2, -183.9, -180.4, -182.7, -181.9]  # e.g. a method's test log-likelihood over five seeds
 B = [-183.0, -184.1, -182.6, -185.2, -182.5]  # the reference method's, seed by seed

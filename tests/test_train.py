@@ -1,4 +1,4 @@
-"""The real trainer, end to end, through train.py and through lpc.training.train."""
+"""The real trainer, end to end, through train.py and through lpc.jobs.train.train."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import sys
 
 import pytest
 import torch
-
 from conftest import ROOT, SHARED_CIFAR, read_metrics, read_metrics_by_step, run_train
-from lpc.compose import compose_config
+
+from lpc.config.compose import compose_config
+from lpc.jobs.train import train
 from lpc.methods.base import GenerativeModule
-from lpc.training import train
 
 FAST = ["num_steps=10", "burn_in=4", "trainer.max_steps=30", "trainer.val_check_interval=15",
         "logger=csv"]
@@ -169,10 +169,10 @@ def test_a_run_records_the_commit_of_the_code_it_loaded(compose_cfg, tmp_path, m
     HEAD when it finishes (which later commits may have moved)."""
     import json
 
-    import lpc.provenance
-    import lpc.training
+    import lpc.jobs.train
+    import lpc.reporting.provenance
 
-    monkeypatch.setattr(lpc.training, "CODE_COMMIT", "0123456789ab")
-    monkeypatch.setattr(lpc.provenance, "commit", lambda *a: "moved-since")
+    monkeypatch.setattr(lpc.jobs.train, "CODE_COMMIT", "0123456789ab")
+    monkeypatch.setattr(lpc.reporting.provenance, "commit", lambda *a: "moved-since")
     train(compose_cfg("callbacks=none", *FAST))
     assert json.loads((tmp_path / "metrics.json").read_text())["provenance"]["commit"] == "0123456789ab"

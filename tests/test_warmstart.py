@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_langevin import LinearDecoder, ula_stationary_cov
 from torch import Tensor, nn
 
-from lpc.energy import Energy
-from lpc.likelihoods import GaussianLikelihood
+from lpc.methods.warmstart import (
+    AmortisedInit,
+    PriorInit,
+    forward_kl_loss,
+    frozen,
+    reverse_kl_loss,
+)
+from lpc.model.energy import Energy
+from lpc.model.likelihoods import GaussianLikelihood
 from lpc.samplers import LangevinSampler
-from lpc.warmstart import AmortisedInit, PriorInit, forward_kl_loss, frozen, reverse_kl_loss
-from test_langevin import LinearDecoder, ula_stationary_cov
 
 SIGMA = 0.5
 # posterior precision Lambda = I + W^T W / sigma^2 = [[12.5, 7.5], [7.5, 12.5]]: eigenvalues 20 and 5,

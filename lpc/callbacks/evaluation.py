@@ -8,7 +8,7 @@ import logging
 import lightning as L
 import torch
 
-from lpc.evaluation import EvalResult, Evaluator
+from lpc.evaluation.evaluator import EvalResult, Evaluator
 from lpc.methods.base import GenerativeModule
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class PeriodicEvaluation(L.Callback):
 
     def run_missed_final(self, trainer: L.Trainer, pl_module: GenerativeModule) -> None:
         """The evaluations of the last step (validation, then test) that have not run at it: called
-        when training ends and again by ``lpc.training.train``, because a run restored at its last
+        when training ends and again by ``lpc.jobs.train.train``, because a run restored at its last
         step (killed during the final evaluation, then continued with resume=auto) skips Lightning's
         fit loop and with it ``on_train_end``."""
         if not self.at_end:

@@ -12,7 +12,7 @@ from lightning.pytorch.loggers import Logger, WandbLogger
 from torch import Tensor
 from torchvision.utils import make_grid, save_image
 
-from lpc.evaluation import stack_images
+from lpc.data.base import stack_images
 from lpc.methods.base import GenerativeModule
 
 

@@ -179,7 +179,7 @@ class ImageDataModule(L.LightningDataModule):
         self.val_size = val_size
         self.split_seed = split_seed
         self._resume: tuple[int, int] | None = None  # (epoch, batches read), from a checkpoint
-        self.with_index = False  # training items carry their index (set by lpc.build for persistent chains)
+        self.with_index = False  # training items carry their index (set by lpc.config.build for persistent chains)
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
@@ -256,3 +256,8 @@ class ImageDataModule(L.LightningDataModule):
         if name not in SPLITS:
             raise ConfigError(f"split must be one of {list(SPLITS)}, got {name!r}")
         return getattr(self, f"{name}_set")
+
+
+def stack_images(dataset: Dataset, start: int, stop: int) -> Tensor:
+    """Images start..stop-1 of a dataset of (image, label) pairs, stacked."""
+    return torch.stack([dataset[i][0] for i in range(start, stop)])

@@ -6,8 +6,8 @@ from torch.utils.data import Dataset
 from torchvision import datasets, transforms
 
 from lpc.data.base import DATA_DIR_ENV, ImageDataModule
-from lpc.errors import DatasetNotFoundError
 from lpc.data.folder import ImageFolderSplits, is_image_folder
+from lpc.errors import DatasetNotFoundError
 
 
 class TorchvisionDataModule(ImageDataModule):

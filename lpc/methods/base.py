@@ -8,16 +8,16 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, nullcontext
 
 import lightning as L
+import torch
 from lightning.pytorch.core.optimizer import LightningOptimizer
 from lightning.pytorch.loggers import WandbLogger
-import torch
 from torch import Tensor, nn
 
-from lpc.distributed import average_gradients
-from lpc.energy import Energy
 from lpc.errors import DivergenceError
-from lpc.likelihoods import Likelihood
-from lpc.priors import GaussianHierarchy
+from lpc.methods.distributed import average_gradients
+from lpc.model.energy import Energy
+from lpc.model.likelihoods import Likelihood
+from lpc.model.priors import GaussianHierarchy
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]  # params -> optimizer (a Hydra _partial_)
 
@@ -53,7 +53,7 @@ class Stopwatch:
 
 
 class GenerativeModule(L.LightningModule):
-    """Base LightningModule: p(z) = the prior (N(0, I), or a Gaussian hierarchy: ``lpc.priors``),
+    """Base LightningModule: p(z) = the prior (N(0, I), or a Gaussian hierarchy: ``lpc.model.priors``),
     p(x | z) = likelihood(decoder(z_1)).
 
     Subclasses implement ``update`` (one training step), ``validation_step`` and ``reconstruct``; all log the

@@ -8,16 +8,15 @@ from dataclasses import replace
 import torch
 from torch import Tensor, nn
 
-from lpc.gaussian import fit_diagonal_gaussian
-from lpc.likelihoods import Likelihood
-from lpc.priors import GaussianHierarchy
-from lpc.loggers import log_line
-from lpc.methods.base import GenerativeModule, OptimizerFactory, Stopwatch, repeat_batch
-from lpc.metrics.elbo import chain_gaussian_elbo
-from lpc.samplers.chain import ChainResult, ChainSampler
 from lpc.errors import DivergenceError
-from lpc.warmstart import AmortisedInit, PersistentInit, PriorInit, Proposal
-
+from lpc.evaluation.elbo import chain_gaussian_elbo
+from lpc.jobs.loggers import log_line
+from lpc.methods.base import GenerativeModule, OptimizerFactory, Stopwatch, repeat_batch
+from lpc.methods.warmstart import AmortisedInit, PersistentInit, PriorInit, Proposal
+from lpc.model.gaussian import fit_diagonal_gaussian
+from lpc.model.likelihoods import Likelihood
+from lpc.model.priors import GaussianHierarchy
+from lpc.samplers.chain import ChainResult, ChainSampler
 
 log = logging.getLogger(__name__)
 GRAD_FROM = ("chain_mean", "last")
@@ -44,7 +43,7 @@ class LangevinPC(GenerativeModule):
     3. theta <- decoder optimizer step on grad_theta (1 / S C B) sum_{s, c, b} E(x_b, z_{s, c, b}),
        z detached (``grad_from=chain_mean``, the paper's reading), or on the chains' last states
        only (``grad_from=last``, Monte Carlo predictive coding)
-    4. with an encoder: phi <- encoder optimizer step on the warm-start objective (``lpc.warmstart``);
+    4. with an encoder: phi <- encoder optimizer step on the warm-start objective (``lpc.methods.warmstart``);
        with persistent chains: store each example's z_T for its next visit
 
     Step 3 is one batched forward+backward over the S x C x B (sample, chain, example) triples.

@@ -7,10 +7,10 @@ import math
 import torch
 from torch import Tensor, nn
 
-from lpc.gaussian import diagonal_normal_log_prob, reparameterise
-from lpc.likelihoods import Likelihood
-from lpc.priors import GaussianHierarchy
 from lpc.methods.base import GenerativeModule, OptimizerFactory, Stopwatch, repeat_batch
+from lpc.model.gaussian import diagonal_normal_log_prob, reparameterise
+from lpc.model.likelihoods import Likelihood
+from lpc.model.priors import GaussianHierarchy
 
 
 class VAE(GenerativeModule):

@@ -1,5 +1,5 @@
 """A small convolutional classifier whose penultimate layer is a feature space for sample-quality
-metrics on datasets without Inception weights (``lpc.metrics.features.ClassifierFeatures``)."""
+metrics on datasets without Inception weights (``lpc.evaluation.features.ClassifierFeatures``)."""
 
 from __future__ import annotations
 

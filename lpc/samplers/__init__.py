@@ -4,7 +4,11 @@ from lpc.samplers.chain import ChainResult, ChainSampler, energy_and_grad, kept_
 from lpc.samplers.hmc import HMCSampler
 from lpc.samplers.langevin import LangevinSampler, gradient_step, langevin_step
 from lpc.samplers.mala import MALASampler
-from lpc.samplers.preconditioners import AdamPreconditioner, IdentityPreconditioner, Preconditioner
+from lpc.samplers.preconditioners import (
+    AdamPreconditioner,
+    IdentityPreconditioner,
+    Preconditioner,
+)
 
 __all__ = [
     "AdamPreconditioner",

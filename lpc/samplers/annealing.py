@@ -1,7 +1,7 @@
 """The annealed chain of annealed importance sampling (AIS; Neal 2001), run forwards from a start
 density p_0(z) to the posterior p(z | x) ∝ p(x, z) = exp(-E(x, z)), or backwards from an exact
 posterior sample (bidirectional Monte Carlo; Grosse, Ghahramani & Adams 2015). The estimators
-built on it are in ``lpc.metrics.ais``.
+built on it are in ``lpc.evaluation.ais``.
 
 The distributions lie on the geometric path, 0 = beta_0 < beta_1 < ... < beta_K = 1,
 
@@ -30,7 +30,7 @@ from typing import NamedTuple, Protocol
 import torch
 from torch import Tensor
 
-from lpc.gaussian import diagonal_normal_log_prob
+from lpc.model.gaussian import diagonal_normal_log_prob
 from lpc.samplers.chain import EnergyFn, gradients
 from lpc.samplers.compiled import CompiledAdvance
 from lpc.samplers.hmc import hmc_transition

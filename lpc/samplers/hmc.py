@@ -11,7 +11,11 @@ import torch
 from torch import Tensor
 
 from lpc.samplers.chain import ChainState, Evaluate, State, StepSize
-from lpc.samplers.mala import MetropolisSampler, metropolis_accept_prob, metropolis_select
+from lpc.samplers.mala import (
+    MetropolisSampler,
+    metropolis_accept_prob,
+    metropolis_select,
+)
 
 
 def kinetic_energy(momentum: Tensor, scale: Tensor | float) -> Tensor:

@@ -8,8 +8,20 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from lpc.samplers.adaptation import DualAveragingState, dual_averaging_init, dual_averaging_update
-from lpc.samplers.chain import ChainSampler, ChainState, Evaluate, Phase, State, StepSize, select_rows
+from lpc.samplers.adaptation import (
+    DualAveragingState,
+    dual_averaging_init,
+    dual_averaging_update,
+)
+from lpc.samplers.chain import (
+    ChainSampler,
+    ChainState,
+    Evaluate,
+    Phase,
+    State,
+    StepSize,
+    select_rows,
+)
 from lpc.samplers.langevin import langevin_step
 
 

@@ -1,5 +1,5 @@
 """Conditional generation from a checkpoint (``scripts/complete.py``): the test images with pixels
-masked out, completed by a Langevin chain on p(z | x_obs) (``lpc.completion``), as grids and errors."""
+masked out, completed by a Langevin chain on p(z | x_obs) (``lpc.methods.completion``), as grids and errors."""
 
 from __future__ import annotations
 
@@ -15,14 +15,23 @@ from omegaconf import DictConfig, ListConfig
 from torch import Tensor
 from torchvision.utils import make_grid, save_image
 
-from lpc.build import instantiate_checked
-from lpc.checkpoints import read_checkpoint
-from lpc.completion import (MASKS, MaskedEnergy, centre_mask, complete, completion_errors, half_mask, paste, random_mask,
-                            with_chains)
+from lpc.config.build import instantiate_checked
+from lpc.data.base import stack_images
 from lpc.errors import ConfigError, DivergenceError
-from lpc.evaluating import restore, run_config
-from lpc.evaluation import stack_images
+from lpc.jobs.checkpoints import read_checkpoint
+from lpc.jobs.restore import restore, run_config
 from lpc.methods.base import GenerativeModule
+from lpc.methods.completion import (
+    MASKS,
+    MaskedEnergy,
+    centre_mask,
+    complete,
+    completion_errors,
+    half_mask,
+    paste,
+    random_mask,
+    with_chains,
+)
 from lpc.samplers.chain import ChainSampler
 
 log = logging.getLogger(__name__)
@@ -32,7 +41,7 @@ OVERRIDES = ("step_size", "num_steps", "burn_in", "thin")  # complete.<key>: nul
 
 
 def mask_names(cfg: DictConfig) -> list[str]:
-    """``mask`` (one name or a list of them), each checked against ``lpc.completion.MASKS``."""
+    """``mask`` (one name or a list of them), each checked against ``lpc.methods.completion.MASKS``."""
     names = list(cfg.mask) if isinstance(cfg.mask, (ListConfig, list)) else [cfg.mask]
     unknown = [n for n in names if n not in MASKS]
     if unknown or not names:

@@ -44,13 +44,10 @@ def find_resume_checkpoint(task_dir: Path, overrides: list[str], current_dir: Pa
     return max(found, key=lambda p: p.stat().st_mtime)
 
 
-RESUME_MODES = (True, False, "auto")
-
-
 def resume_checkpoint(cfg: DictConfig, overrides: list[str]) -> str | None:
     """``cfg.ckpt_path`` if given; else for ``resume=true`` the checkpoint ``find_resume_checkpoint``
     picks, for ``resume=auto`` ``<output_dir>/checkpoints/last.ckpt`` where it exists."""
-    resume = cfg.get("resume", False)  # one of RESUME_MODES (``lpc.build.build`` checks)
+    resume = cfg.get("resume", False)  # one of lpc.config.checks.RESUME_MODES (``lpc.config.build.build`` checks)
     if cfg.get("ckpt_path"):
         return str(cfg.ckpt_path)
     if resume == "auto":

@@ -12,7 +12,11 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from lpc.gaussian import diagonal_normal_log_prob, fit_diagonal_gaussian, reparameterise
+from lpc.model.gaussian import (
+    diagonal_normal_log_prob,
+    fit_diagonal_gaussian,
+    reparameterise,
+)
 
 LogJoint = Callable[[Tensor], Tensor]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from lpc.evaluation import REFERENCES
+from lpc.evaluation.evaluator import REFERENCES
 
 SAMPLE_METRICS = ("fd", "kid", "precision", "recall", "density", "coverage")
 

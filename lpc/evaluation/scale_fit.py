@@ -31,8 +31,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from lpc.energy import Energy
-from lpc.likelihoods import LocationScaleLikelihood
+from lpc.model.energy import Energy
+from lpc.model.likelihoods import LocationScaleLikelihood
 from lpc.samplers.mala import MALASampler
 
 log = logging.getLogger(__name__)

@@ -16,16 +16,16 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-import lpc.resolvers  # noqa: F401 - the configs' ${lpc.*:} resolvers
-from lpc.build import build, instantiate_checked, instantiate_dict
+import lpc.config.resolvers  # noqa: F401 - the configs' ${lpc.*:} resolvers
 from lpc.callbacks.evaluation import PeriodicEvaluation
-from lpc.checkpoints import check_resumable
+from lpc.config.build import build, instantiate_checked, instantiate_dict
 from lpc.errors import ConfigError, DivergenceError
-from lpc.provenance import commit, machine
-from lpc.resume import keep_csv_history, resume_checkpoint
+from lpc.jobs.checkpoints import check_resumable
+from lpc.jobs.resume import keep_csv_history, resume_checkpoint
+from lpc.reporting.provenance import commit, machine
 
 log = logging.getLogger(__name__)
-WANDB_TARGETS = ("lpc.loggers.wandb_logger", "lightning.pytorch.loggers.WandbLogger")
+WANDB_TARGETS = ("lpc.jobs.loggers.wandb_logger", "lightning.pytorch.loggers.WandbLogger")
 
 # lpc's data order resumes mid-epoch (EpochSampler + the DataModule's state), which Lightning cannot see
 warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")

@@ -33,10 +33,10 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from lpc.distributed import gather_rows
-from lpc.energy import Energy
-from lpc.gaussian import diagonal_normal_log_prob, reparameterise
-from lpc.priors import GaussianHierarchy
+from lpc.methods.distributed import gather_rows
+from lpc.model.energy import Energy
+from lpc.model.gaussian import diagonal_normal_log_prob, reparameterise
+from lpc.model.priors import GaussianHierarchy
 
 
 class Proposal(NamedTuple):

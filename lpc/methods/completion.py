@@ -21,9 +21,9 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from lpc.energy import Energy
-from lpc.likelihoods import sum_per_example
 from lpc.methods.base import repeat_batch
+from lpc.model.energy import Energy
+from lpc.model.likelihoods import sum_per_example
 from lpc.samplers.chain import ChainSampler
 
 MASKS = ("half", "centre", "random")

@@ -1,5 +1,5 @@
 """OmegaConf resolvers the configs use (registered when this module is imported, as
-``lpc.training`` and ``lpc.evaluating`` do).
+``lpc.jobs.train`` and ``lpc.jobs.evaluate`` do).
 
 ``${lpc.sweep_group:PREFIX}``  in a multirun, ``PREFIX_<sweep folder>`` (e.g. ``train_2026-11-29_10-00-00``),
                                the same for every job of the sweep; otherwise ``""`` (no group).

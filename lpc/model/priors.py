@@ -22,7 +22,11 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from lpc.gaussian import diagonal_normal_log_prob, kl_to_standard_normal, standard_normal_log_prob
+from lpc.model.gaussian import (
+    diagonal_normal_log_prob,
+    kl_to_standard_normal,
+    standard_normal_log_prob,
+)
 from lpc.networks.layers import activation
 from lpc.networks.mlp import mlp
 from lpc.samplers.annealing import DiagonalGaussian, SampledDensity, StartDensity

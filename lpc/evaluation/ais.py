@@ -27,10 +27,18 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from lpc.metrics.elbo import iwae_bound
-from lpc.samplers.annealing import Adaptation, AnnealResult, StartDensity, anneal, anneal_stretch, annealed_state, sigmoid_schedule
-from lpc.samplers.compiled import CompiledAdvance
+from lpc.evaluation.elbo import iwae_bound
+from lpc.samplers.annealing import (
+    Adaptation,
+    AnnealResult,
+    StartDensity,
+    anneal,
+    anneal_stretch,
+    annealed_state,
+    sigmoid_schedule,
+)
 from lpc.samplers.chain import EnergyFn
+from lpc.samplers.compiled import CompiledAdvance
 
 MASS_MATRICES = ("identity", "start")
 

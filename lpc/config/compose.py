@@ -9,7 +9,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-import lpc.resolvers  # noqa: F401 - the configs' ${lpc.*:} resolvers
+import lpc.config.resolvers  # noqa: F401 - the configs' ${lpc.*:} resolvers
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

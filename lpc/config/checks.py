@@ -1,7 +1,7 @@
 """Checks of a composed config before any work starts: a key added on the command line must be
 read by something, every ``_target_`` node's keys must be arguments of its target, with values of
 the annotated type, and no number anywhere in the config may be inf or nan. Ranges are checked by
-the classes themselves when they are built (``lpc.build.build``); all give a ``ConfigError`` that names the key, the bad value and what is
+the classes themselves when they are built (``lpc.config.build.build``); all give a ``ConfigError`` that names the key, the bad value and what is
 allowed."""
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from lpc.errors import ConfigError
 
+RESUME_MODES = (True, False, "auto")  # the values of the `resume` key (lpc.jobs.resume reads it)
 HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
 
 
@@ -112,11 +113,10 @@ def added_keys(cfg: DictConfig) -> list[str]:
     """The keys the command line added with ``+key=value`` (Hydra's record of the job's overrides: in
     ``cfg.hydra`` for a composed config, Hydra's own in a job; none elsewhere), not counting config
     groups (``+experiment=x``)."""
+    from hydra.core.hydra_config import HydraConfig
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from lpc.compose import CONFIGS
-
-    from hydra.core.hydra_config import HydraConfig
+    from lpc.config.compose import CONFIGS
 
     task = OmegaConf.select(cfg, "hydra.overrides.task", default=None)
     if task is None and HydraConfig.initialized():  # train.py's job: Hydra keeps its own node apart

@@ -17,7 +17,12 @@ import torch
 from torch import Tensor, nn
 
 from lpc.errors import ConfigError
-from lpc.feature_net import SHIPPED_DIR, card_fits, load_feature_net, shipped_feature_net
+from lpc.evaluation.feature_nets import (
+    SHIPPED_DIR,
+    card_fits,
+    load_feature_net,
+    shipped_feature_net,
+)
 
 WEIGHTS_ENV = "LPC_INCEPTION_WEIGHTS"
 INCEPTION_URL = "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"

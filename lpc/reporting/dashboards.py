@@ -28,7 +28,7 @@ from wandb_workspaces.reports.v2 import internal as report_models
 from wandb_workspaces.reports.v2.interface import Panel
 from wandb_workspaces.workspaces import internal as workspace_models
 
-from lpc.compose import CONFIGS
+from lpc.config.compose import CONFIGS
 from lpc.errors import LpcError
 
 Dashboard = ws.Workspace | wr.Report
@@ -49,7 +49,7 @@ ALL = (*LANGEVIN, "vae")
 STEP = "trainer/global_step"  # Lightning's step, logged with every metric
 WALL = "RelativeTime(Wall)"  # W&B's own x-axis: wall-clock time since the run started
 WANDB_OWN = {WALL, "Group"}  # what W&B supplies itself, not a run
-ENERGY_TRACE = "val/energy_trace"  # lpc.methods.lpc via lpc.loggers.log_line; W&B keeps its table as <key>_table
+ENERGY_TRACE = "val/energy_trace"  # lpc.methods.lpc via lpc.jobs.loggers.log_line; W&B keeps its table as <key>_table
 ENERGY_TRACE_COLUMNS = {"x": "step", "y": "energy"}
 IWAE_K = (10, 100)  # eval.likelihood.k of configs/eval/default.yaml, but k = 1 (the ELBO)
 LOG_LIKELIHOOD = "val/log_likelihood"  # the validation metric every method logs (tuning and sweeps compare it)
@@ -364,8 +364,11 @@ def netrc_key(url: str) -> str | None:
 
 def publish_blocker() -> str | None:
     """Why a dashboard cannot be published from here, or None: the W&B server does not answer
-    (the check of ``lpc.loggers``, as online runs make) or there is no login."""
-    from lpc.loggers import DEFAULT_WANDB_URL, reachable  # imports Lightning: only when publishing
+    (the check of ``lpc.jobs.loggers``, as online runs make) or there is no login."""
+    from lpc.jobs.loggers import (  # imports Lightning: only when publishing
+        DEFAULT_WANDB_URL,
+        reachable,
+    )
 
     url = os.environ.get("WANDB_BASE_URL", DEFAULT_WANDB_URL)
     if not reachable(url, CONNECT_TIMEOUT):

@@ -1,6 +1,6 @@
 """The README's results table, drawn from the committed reports' JSON (``docs/results/*/report.json``)
 so that it cannot drift from them: in every report with encoder-free LPC (``method=lpc``), each other
-method's difference to it, paired by seed, with its 95% interval and verdict (``lpc.significance``),
+method's difference to it, paired by seed, with its 95% interval and verdict (``lpc.reporting.significance``),
 and the protocol its runs followed. ``scripts/results_table.py`` writes it between ``MARKERS``."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from lpc.markdown import markdown_table
-from lpc.significance import PairedComparison, compare_by_seed
-from lpc.summaries import split_prefix, summarise
+from lpc.reporting.markdown import markdown_table
+from lpc.reporting.significance import PairedComparison, compare_by_seed
+from lpc.reporting.summaries import split_prefix, summarise
 
 MARKERS = ("<!-- results table: drawn from docs/results/*/report.json by scripts/results_table.py; do not edit -->",
            "<!-- end of the results table -->")

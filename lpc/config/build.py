@@ -10,11 +10,10 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from lpc.config_checks import validate_config
+from lpc.config.checks import RESUME_MODES, validate_config
 from lpc.data.base import ImageDataModule
 from lpc.errors import ConfigError, LpcError
 from lpc.methods.base import GenerativeModule
-from lpc.resume import RESUME_MODES
 
 
 def source_key(root: DictConfig, key: str) -> str:

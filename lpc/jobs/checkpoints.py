@@ -56,7 +56,42 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         ) from err
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "model" not in ckpt.get("hyper_parameters", {}):
         raise CheckpointError(f"ckpt_path={path} was not written by lpc's train.py (no saved config or weights)")
+    ckpt["hyper_parameters"] = moved_targets(ckpt["hyper_parameters"])
     return ckpt
+
+
+# Modules that moved when the package was grouped by role (2026-12): a checkpoint's saved config
+# names its classes by the old paths, which are rewritten on reading.
+MOVED_MODULES = {
+    "lpc.evaluation": "lpc.evaluation.evaluator",
+    "lpc.metrics": "lpc.evaluation",
+    "lpc.energy": "lpc.model.energy",
+    "lpc.gaussian": "lpc.model.gaussian",
+    "lpc.likelihoods": "lpc.model.likelihoods",
+    "lpc.priors": "lpc.model.priors",
+    "lpc.warmstart": "lpc.methods.warmstart",
+    "lpc.checkpoints": "lpc.jobs.checkpoints",
+    "lpc.loggers": "lpc.jobs.loggers",
+}
+
+
+def moved_targets(config: Any) -> Any:
+    """``config`` with every ``_target_`` that names a moved module rewritten to its new path."""
+    if isinstance(config, dict):
+        return {key: moved_target(value) if key == "_target_" else moved_targets(value) for key, value in config.items()}
+    if isinstance(config, list):
+        return [moved_targets(value) for value in config]
+    return config
+
+
+def moved_target(target: str) -> str:
+    """``lpc.likelihoods.GaussianLikelihood`` -> ``lpc.model.likelihoods.GaussianLikelihood``;
+    ``lpc.metrics.scale_fit.ScaleFit`` -> ``lpc.evaluation.scale_fit.ScaleFit``; others unchanged."""
+    module, _, name = target.rpartition(".")
+    for old, new in MOVED_MODULES.items():
+        if module == old or module.startswith(old + ".") and old != "lpc.evaluation":
+            return new + module[len(old):] + "." + name
+    return target
 
 
 def check_state_dict(model: nn.Module, ckpt: dict[str, Any], path: str | os.PathLike) -> None:

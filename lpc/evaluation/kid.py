@@ -8,7 +8,7 @@ import warnings
 from torch import Tensor
 from torchmetrics.image.kid import KernelInceptionDistance
 
-from lpc.metrics.frechet import PrecomputedFeatures
+from lpc.evaluation.frechet import PrecomputedFeatures
 
 
 def kernel_distance(real: Tensor, fake: Tensor, subsets: int = 100, subset_size: int = 1000) -> tuple[float, float]:

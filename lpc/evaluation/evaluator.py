@@ -4,7 +4,7 @@ against the split's images, in a feature network's space, with reference points)
 bounds (ELBO and IWAE_k per proposal, bits per dimension) and annealed importance sampling (AIS
 from the prior and the encoder, with the BDMC gap), which judges every method's model by the same
 estimator whatever proposal the method has; every likelihood at the scale sigma fitted on the
-validation split by the same rule for every method (``lpc.metrics.scale_fit``). Used during
+validation split by the same rule for every method (``lpc.evaluation.scale_fit``). Used during
 training by ``lpc.callbacks.PeriodicEvaluation`` and standalone by ``scripts/evaluate.py``."""
 
 from __future__ import annotations
@@ -21,16 +21,21 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from lpc.methods.base import GenerativeModule, repeat_batch
-from lpc.metrics.ais import AIS
-from lpc.metrics.elbo import bits_per_dim, importance_log_weights, iwae_bound
-from lpc.samplers.annealing import DiagonalGaussian, StartDensity
+from lpc.data.base import stack_images
 from lpc.errors import ConfigError
-from lpc.metrics.features import ClassifierFeatures, FeaturesUnavailableError, InceptionFeatures
-from lpc.metrics.frechet import frechet_distance
-from lpc.metrics.kid import kernel_distance
-from lpc.metrics.prdc import prdc
-from lpc.metrics.scale_fit import ScaleFit, fits_scale
+from lpc.evaluation.ais import AIS
+from lpc.evaluation.elbo import bits_per_dim, importance_log_weights, iwae_bound
+from lpc.evaluation.features import (
+    ClassifierFeatures,
+    FeaturesUnavailableError,
+    InceptionFeatures,
+)
+from lpc.evaluation.frechet import frechet_distance
+from lpc.evaluation.kid import kernel_distance
+from lpc.evaluation.prdc import prdc
+from lpc.evaluation.scale_fit import ScaleFit, fits_scale
+from lpc.methods.base import GenerativeModule, repeat_batch
+from lpc.samplers.annealing import DiagonalGaussian, StartDensity
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +53,9 @@ class SampleQuality:
     ``features`` (one or a list; the same samples for all):
 
     - ``inception``: Inception-v3, the network of standard FID (``weights_path``/``download`` as in
-      ``lpc.metrics.features.InceptionFeatures``); metrics ``fid``, ``kid``, ``precision``, ...
+      ``lpc.evaluation.features.InceptionFeatures``); metrics ``fid``, ``kid``, ``precision``, ...
     - ``classifier``: an in-domain classifier (``classifier_path``, default the shipped one that
-      fits the data; ``lpc.metrics.features.ClassifierFeatures``); metrics ``fd_<name>``,
+      fits the data; ``lpc.evaluation.features.ClassifierFeatures``); metrics ``fd_<name>``,
       ``kid_<name>``, ``precision_<name>``, ... after the network's card name;
     - or any factory () -> feature network (named by its ``name`` attribute).
 
@@ -102,7 +107,7 @@ AIS_STARTS = ("prior", "encoder", "chain")
 
 @dataclass
 class AnnealedLikelihood(AIS):
-    """AIS estimates of log p(x) (``lpc.metrics.ais``) on the first ``num_examples`` images of the split,
+    """AIS estimates of log p(x) (``lpc.evaluation.ais``) on the first ``num_examples`` images of the split,
     from each start in ``starts``: ``prior`` (p(z), every method), ``encoder`` (the method's
     q(z | x), where it has one) and ``chain`` (the diagonal Gaussian moment-matched to a Langevin
     chain's kept samples for x, where the method has chains: a start near the posterior for
@@ -346,7 +351,7 @@ class Evaluator:
 
     @contextmanager
     def progress_bar(self, what: str, total: int) -> Iterator[Callable[[int], None]]:
-        """A callback for ``lpc.metrics.ais`` that advances a bar of ``total`` distributions (shown on a terminal)."""
+        """A callback for ``lpc.evaluation.ais`` that advances a bar of ``total`` distributions (shown on a terminal)."""
         with tqdm(total=total, desc=what, unit="dist", disable=None if self.ais.progress else True, leave=False) as bar:
             yield lambda k: bar.update(1)
 
@@ -365,7 +370,7 @@ class Evaluator:
     ) -> EvalResult:
         """All metrics of the model on ``images``, named without a prefix; the RNG state outside is
         left untouched. ``dataset`` names the data (``ImageDataModule.dataset_id``) for a classifier's
-        card check. ``validation``: images to fit the likelihood's sigma on (``lpc.metrics.scale_fit``;
+        card check. ``validation``: images to fit the likelihood's sigma on (``lpc.evaluation.scale_fit``;
         ``sigma_fitted``, ``sigma_trained``), at which every likelihood is then estimated. ``final``
         (the end of training, or a checkpoint's evaluation; False: a periodic one) also runs what
         runs only there: AIS with ``eval.ais.at_end_only``, every likelihood again at the training
@@ -445,12 +450,7 @@ class Evaluator:
 
 
 def bits_per_dim_of(model: GenerativeModule, images: Dataset, pixel_range: tuple[float, float], log_px: Tensor) -> Tensor:
-    """Bits per dimension of the images from log p(x) (``lpc.metrics.elbo.bits_per_dim``): 8-bit
+    """Bits per dimension of the images from log p(x) (``lpc.evaluation.elbo.bits_per_dim``): 8-bit
     bins of the pixel range for a density, none for a discrete likelihood."""
     bin_width = None if model.likelihood.discrete else (pixel_range[1] - pixel_range[0]) / 256
     return bits_per_dim(log_px, math.prod(images[0][0].shape), bin_width)
-
-
-def stack_images(dataset: Dataset, start: int, stop: int) -> Tensor:
-    """Images start..stop-1 of a dataset of (image, label) pairs, stacked."""
-    return torch.stack([dataset[i][0] for i in range(start, stop)])

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from lpc.likelihoods import Likelihood
-from lpc.priors import GaussianHierarchy
+from lpc.model.likelihoods import Likelihood
+from lpc.model.priors import GaussianHierarchy
 
 
 class Energy(nn.Module):
     """E(x, z) = -log p(x | f_theta(z_1)) - log p(z).  x: (B, C, H, W), z: (B, D) -> (B,).
 
-    p(z) is the prior (``lpc.priors``: N(0, I) by default, or a Gaussian hierarchy whose bottom
+    p(z) is the prior (``lpc.model.priors``: N(0, I) by default, or a Gaussian hierarchy whose bottom
     layer z_1 the decoder reads). Holds the decoder, the likelihood and the prior, so
     ``Energy.parameters()`` are exactly the generative model's parameters theta.
     """
