@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 
 from lpc.networks.classifier import ConvClassifier
 
-SHIPPED_DIR = Path(__file__).resolve().parent / "assets" / "feature_nets"
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "assets" / "feature_nets"
 FEATURE_LAYER = "global average pool of the last conv stage (the input of the linear head)"
 
 
