@@ -7,6 +7,7 @@ Layers (imports point downwards only):
     config/                        Hydra plumbing: composing, checking and building a run's objects
     jobs/                          what a user runs: train, evaluate, complete; checkpoints and resuming
     reporting/                     reports, tables, statistics, dashboards
+    benchmarks/                    the samplers' speed against their peers, and their bias on exact targets
 """
 
 __version__ = "0.1.0"

@@ -7,18 +7,15 @@ images/complete_<mask>.png and metrics.json to outputs/complete/runs/<date>_<tim
 """
 
 import os
-import sys
-from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
-ROOT = Path(__file__).resolve().parents[1]
-os.environ.setdefault("LPC_ROOT", str(ROOT))
-sys.path.insert(0, str(ROOT))
+from lpc.errors import exit_on_user_error
+from lpc.jobs.complete import complete_checkpoint
+from lpc.reporting.provenance import REPO as ROOT
 
-from lpc.errors import exit_on_user_error  # noqa: E402
-from lpc.jobs.complete import complete_checkpoint  # noqa: E402
+os.environ.setdefault("LPC_ROOT", str(ROOT))  # the configs' paths.root_dir
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="complete")

@@ -15,14 +15,11 @@ groups given by --group (default: every run tagged with the experiment) and the 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from lpc.errors import exit_on_user_error  # noqa: E402
-from lpc.reporting import dashboards  # noqa: E402
+from lpc.errors import exit_on_user_error
+from lpc.reporting import dashboards
+from lpc.reporting.provenance import REPO as ROOT
 
 
 @exit_on_user_error

@@ -274,10 +274,9 @@ def test_the_ais_benchmark_runs_end_to_end(compose_cfg, tmp_path):
 
 
 def test_the_benchmarks_minimal_ais_is_the_same_algorithm():
-    """ais_benchmark.py's plain reference loop gives anneal's log weights for the same noise, so the
+    """The AIS benchmark's plain reference loop (lpc.benchmarks.ais) gives anneal's log weights for the same noise, so the
     overhead table compares like with like."""
-    sys.path.insert(0, str(ROOT / "scripts"))
-    from ais_benchmark import minimal_ais
+    from lpc.benchmarks.ais import minimal_ais
 
     weight = torch.randn(6, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     x = torch.randn(8, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64)

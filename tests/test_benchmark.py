@@ -9,8 +9,7 @@ import sys
 
 from conftest import ROOT
 
-sys.path.insert(0, str(ROOT / "scripts"))
-from benchmark import OVERHEAD_MODELS  # noqa: E402
+from lpc.benchmarks.inner_loop import OVERHEAD_MODELS
 
 
 def test_benchmark_runs_end_to_end_at_tiny_sizes(tmp_path):

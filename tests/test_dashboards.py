@@ -220,5 +220,5 @@ def test_dry_run_writes_the_json(tmp_path):
     assert back.blocks[1].runsets[0].filters == "Metric(\"Group\") in ['lpc_vs_vae_runs']"
 
 
-def test_the_readme_shows_the_dashboards_as_the_code_defines_them():
-    assert dashboards.outline() in (ROOT / "README.md").read_text()
+def test_the_docs_show_the_dashboards_as_the_code_defines_them():
+    assert dashboards.outline() in (ROOT / "docs" / "wandb.md").read_text()

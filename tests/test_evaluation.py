@@ -22,6 +22,7 @@ from lpc.data import DigitsDataModule
 from lpc.evaluation import prdc
 from lpc.evaluation.evaluator import Evaluator, LikelihoodBounds, SampleQuality
 from lpc.evaluation.features import FeaturesUnavailableError, InceptionFeatures
+from lpc.jobs.checkpoints import moved_targets
 from lpc.jobs.train import train
 
 
@@ -100,11 +101,17 @@ def test_evaluation_during_training_never_reads_the_test_split(compose_cfg):
 
 
 def test_a_checkpoint_from_before_the_validation_split_says_so_when_evaluated(compose_cfg, tmp_path):
-    """Its training saw today's validation images: evaluate.py warns and records it, and scores the test split."""
+    """Its training saw today's validation images: evaluate.py warns and records it, and scores the test split.
+    Its config names classes by the module paths from before the package was grouped by role (lpc.likelihoods,
+    lpc.priors, lpc.warmstart, lpc.metrics): they are read as the new ones."""
     train(compose_cfg("model=vae", *FAST, "callbacks=model_checkpoint"))
     ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
+    saved = ckpt["hyper_parameters"]
     for key in ("val_size", "split_seed"):  # as a checkpoint written before 2026-12-05 has it
-        del ckpt["hyper_parameters"]["data"][key]
+        del saved["data"][key]
+    for node, old in ((saved["likelihood"], "lpc.likelihoods"), (saved["prior"], "lpc.priors"),
+                      (saved["warmstart"], "lpc.warmstart"), (saved["eval"]["sigma_fit"], "lpc.metrics.scale_fit")):
+        node["_target_"] = f"{old}.{node['_target_'].rsplit('.', 1)[1]}"
     torch.save(ckpt, tmp_path / "old.ckpt")
     cmd = [sys.executable, "scripts/evaluate.py", f"ckpt_path={tmp_path / 'old.ckpt'}", "eval=fast", "eval.fid.enabled=false",
            "logger=csv", f"hydra.run.dir={tmp_path / 'eval'}"]
@@ -113,6 +120,19 @@ def test_a_checkpoint_from_before_the_validation_split_says_so_when_evaluated(co
     report = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert report["split"] == "test" and "trained before lpc held out a validation split" in report["notes"][0]
     assert "note: this checkpoint was trained before lpc held out a validation split" in proc.stdout
+
+
+def test_old_module_paths_in_a_checkpoint_are_rewritten():
+    saved = {"likelihood": {"_target_": "lpc.likelihoods.GaussianLikelihood", "sigma": 0.1},
+             "eval": {"_target_": "lpc.evaluation.Evaluator", "ais": {"_target_": "lpc.evaluation.AnnealedLikelihood"},
+                      "sigma_fit": {"_target_": "lpc.metrics.scale_fit.ScaleFit"}},
+             "callbacks": [{"_target_": "lpc.callbacks.Budget"}], "model": {"_target_": "lpc.methods.VAE"}}
+    assert moved_targets(saved) == {
+        "likelihood": {"_target_": "lpc.model.likelihoods.GaussianLikelihood", "sigma": 0.1},
+        "eval": {"_target_": "lpc.evaluation.evaluator.Evaluator", "ais": {"_target_": "lpc.evaluation.evaluator.AnnealedLikelihood"},
+                 "sigma_fit": {"_target_": "lpc.evaluation.scale_fit.ScaleFit"}},
+        "callbacks": [{"_target_": "lpc.callbacks.Budget"}], "model": {"_target_": "lpc.methods.VAE"}}
+    assert moved_targets(moved_targets(saved)) == moved_targets(saved)  # new paths stay
 
 
 def numpy_kid(x: np.ndarray, y: np.ndarray) -> float:

@@ -16,6 +16,12 @@ from conftest import ROOT, SHARED_CIFAR, SHARED_MNIST_T10K
 from test_dashboards import load_script
 from wandb_records import history_keys
 
+from lpc.reporting.experiments import EXPERIMENTS as REGISTRY
+from lpc.reporting.experiments import TINY  # TINY: the tiny scale's overrides, for the other scales' pipeline tests
+from lpc.reporting.plots import mean_curve
+from lpc.reporting.runs import read_curves
+from lpc.reporting.tables import paired_differences, paired_markdown
+
 EXPERIMENTS = ["lpc_vs_vae", "warmstart_objectives", "step_size_robustness", "ula_vs_mala", "tuned"]
 FIGURES = {
     "lpc_vs_vae": {"iwae_curves.png", "fd_curves.png", "samples.png"},
@@ -24,7 +30,6 @@ FIGURES = {
     "ula_vs_mala": {"metrics_vs_step_size.png"},
     "tuned": set(),
 }
-TINY = load_script("reproduce").TINY  # the tiny scale's overrides, for the pipeline tests of the other scales
 
 
 def reproduce(name: str, out: Path, *extra: str, scale: str = "tiny") -> dict:
@@ -226,7 +231,7 @@ def test_a_relaunched_grid_continues_an_interrupted_job_from_its_checkpoint(tmp_
     assert final["global_step"] == 6 and "continuing from" in (job / "warmstart_objectives.log").read_text()
     assert (job / "csv" / "metrics.part0.csv").exists()
     assert report["table"][0]["failed"] == 0
-    curves = load_script("reproduce").read_curves(job / "csv" / "metrics.csv", final)
+    curves = read_curves(job / "csv" / "metrics.csv", final)
     assert [point["step"] for point in curves] == [3, 6]  # one evaluation before the interruption, one after
     # killed during the final evaluation (after the last checkpoint): the relaunch restores the last
     # step, where Lightning runs no training, and still evaluates, as the uninterrupted run did
@@ -241,7 +246,7 @@ def test_a_relaunched_grid_continues_an_interrupted_job_from_its_checkpoint(tmp_
     assert again["global_step"] == 6
     assert {k: again[k] for k in final if k.startswith("test/")} == {k: v for k, v in final.items() if k.startswith("test/")}
     # and its curves still end at that evaluation (the CSV logger is flushed after it)
-    assert [point["step"] for point in load_script("reproduce").read_curves(job / "csv" / "metrics.csv", again)] == [3, 6]
+    assert [point["step"] for point in read_curves(job / "csv" / "metrics.csv", again)] == [3, 6]
 
 
 def test_a_curve_is_the_mean_over_repeats_with_a_band_of_one_standard_deviation():
@@ -249,27 +254,26 @@ def test_a_curve_is_the_mean_over_repeats_with_a_band_of_one_standard_deviation(
     step 1 over both, at step 2 the one run alone (no band); the axes are the runs' mean."""
     point = lambda step, fd, seconds: {"step": step, "decoder_evals": 10 * step, "seconds": seconds, "fd": fd, "iwae": None}  # noqa: E731
     runs = [{"curves": [point(1, 4.0, 1.0), point(2, 3.0, 2.0)]}, {"curves": [point(1, 6.0, 3.0)]}]
-    curve = load_script("reproduce").mean_curve(runs, "fd")
+    curve = mean_curve(runs, "fd")
     assert curve["step"] == [1, 2] and curve["decoder_evals"] == [10, 20] and curve["seconds"] == [2.0, 2.0]
     assert curve["mean"] == [5.0, 3.0] and curve["repeats"] == 2
     sd = 2 ** 0.5  # the sample standard deviation of 4 and 6
     assert curve["low"] == pytest.approx([5.0 - sd, 3.0]) and curve["high"] == pytest.approx([5.0 + sd, 3.0])
-    assert load_script("reproduce").mean_curve(runs, "iwae") is None
+    assert mean_curve(runs, "iwae") is None
 
 
 def test_paired_differences_compare_each_group_to_the_reference_seed_by_seed():
     """VAE − LPC on the seeds both finished (seed 2's LPC failed, seed 3 has no VAE): the mean and
     spread of the per-seed differences, how many are above 0, the paired-t interval and the verdict;
     a difference smaller than the AIS estimates' own error is marked so."""
-    script = load_script("reproduce")
     summary = lambda ll, fd: {"log_likelihood": ll, "ais_prior": ll - 1, "fd": fd, "kid": None,  # noqa: E731
                               "log_likelihood_error": 0.5, "ais_prior_error": 20.0 if ll < -115 else 9.0}
     run = lambda method, seed, s: {"overrides": {"method": method, "seed": seed}, "summary": s}  # noqa: E731
     runs = [run("lpc", "0", summary(-100.0, 5.0)), run("lpc", "1", summary(-120.0, 6.0)), run("lpc", "2", None),
             run("lpc", "3", summary(-90.0, 4.0)),
             run("vae", "0", summary(-90.0, 6.0)), run("vae", "1", summary(-114.0, 6.5)), run("vae", "2", summary(-80.0, 1.0))]
-    experiment = script.EXPERIMENTS["lpc_vs_vae"]
-    (row,) = script.paired_differences(runs, experiment)
+    experiment = REGISTRY["lpc_vs_vae"]
+    (row,) = paired_differences(runs, experiment)
     assert row["group"] == "method=vae" and row["kid"] is None
     half = 12.7062047361747 * 2  # t_{0.975, 1} x sd / sqrt(2), sd = 2 sqrt(2)
     assert {k: row["log_likelihood"][k] for k in ("mean", "std", "pairs", "above", "low", "high", "estimator_error")} == \
@@ -279,7 +283,7 @@ def test_paired_differences_compare_each_group_to_the_reference_seed_by_seed():
     # AIS from the prior: each side's mean error over the pairs (VAE 9, LPC (9 + 20) / 2), the larger one counts
     assert row["ais_prior"]["estimator_error"] == 14.5 and row["ais_prior"]["verdict"] == "within the estimator's error"
     assert row["fd"]["mean"] == pytest.approx(0.75) and row["fd"]["estimator_error"] is None
-    lines = "\n".join(script.paired_markdown([row], experiment.paired))
+    lines = "\n".join(paired_markdown([row], experiment.paired))
     assert "| method=vae | +8 ± 2.8 (2/2 > 0; 95% CI [-17.4, +33.4]; estimator error 0.5): not significant |" in lines
     assert "(2/2 > 0; 95% CI [-17.4, +33.4]; estimator error 14): within the estimator's error |" in lines
     assert "Δ kid" not in lines

@@ -91,9 +91,11 @@ class AIS:
         chains: n independent chains per example.
         num_leapfrog: L leapfrog steps per HMC transition (L energy gradients).
         step_size: the leapfrog step size every chain starts the adaptation from.
-        target_accept, adapt_factor, min_step_size, max_step_size: after each transition a chain's
-            step size is multiplied by ``adapt_factor`` if its acceptance probability exceeds
-            ``target_accept``, divided by it otherwise, and clamped (Wu et al. 2017: 0.65, 1.02, 1e-4, 0.5).
+        target_accept: the acceptance probability the step-size adaptation aims at (Wu et al. 2017: 0.65).
+        adapt_factor: after each transition a chain's step size is multiplied by it if its acceptance
+            probability exceeds ``target_accept``, divided by it otherwise (1.02).
+        min_step_size: the smallest step size the adaptation gives (1e-4).
+        max_step_size: the largest (0.5).
         refresh: adapt in a first pass, then freeze the step sizes and recompute (True), or use the
             adaptive pass's estimate (False).
         compile: ``eager`` (the reference), or ``torch_compile``: ``compile_chunk`` transitions per
