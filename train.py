@@ -5,6 +5,7 @@ Thin entry point: Hydra composes ``configs/train.yaml`` with the command-line ov
 """
 
 import os
+import sys
 from pathlib import Path
 
 import hydra
@@ -12,6 +13,7 @@ from omegaconf import DictConfig
 
 os.environ.setdefault("LPC_ROOT", str(Path(__file__).resolve().parent))
 
+from lpc.config.checks import refuse_renamed_keys  # noqa: E402
 from lpc.errors import exit_on_user_error  # noqa: E402
 from lpc.jobs.train import optimized_value, train  # noqa: E402
 
@@ -24,4 +26,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    refuse_renamed_keys(sys.argv[1:])
     main()

@@ -31,7 +31,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from lpc.benchmarks.ais import (
+from lpc.benchmarks.ais_cost import (
     DATA,
     MNIST_T10K,
     convergence_rows,

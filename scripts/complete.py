@@ -7,10 +7,12 @@ images/complete_<mask>.png and metrics.json to outputs/complete/runs/<date>_<tim
 """
 
 import os
+import sys
 
 import hydra
 from omegaconf import DictConfig
 
+from lpc.config.checks import refuse_renamed_keys
 from lpc.errors import exit_on_user_error
 from lpc.jobs.complete import complete_checkpoint
 from lpc.reporting.provenance import REPO as ROOT
@@ -25,4 +27,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    refuse_renamed_keys(sys.argv[1:])
     main()

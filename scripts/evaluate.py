@@ -6,10 +6,12 @@ grids to outputs/evaluate/runs/<date>_<time>/ and logs to W&B (offline) and CSV.
 """
 
 import os
+import sys
 
 import hydra
 from omegaconf import DictConfig
 
+from lpc.config.checks import refuse_renamed_keys
 from lpc.errors import exit_on_user_error
 from lpc.jobs.evaluate import evaluate_checkpoint
 from lpc.reporting.provenance import REPO as ROOT
@@ -24,4 +26,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    refuse_renamed_keys(sys.argv[1:])
     main()

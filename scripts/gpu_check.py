@@ -53,9 +53,9 @@ STEPS = [
 def train_step(cifar: Path, dry: bool) -> list[str]:
     if dry:
         return ["train.py", "num_steps=3", "burn_in=1", "trainer.max_steps=2", "trainer.val_check_interval=2", "eval=fast",
-                "eval.fid.enabled=false", "logger=csv", "callbacks=none", "trainer.enable_progress_bar=false"]
+                "eval.sample_quality.enabled=false", "logger=csv", "callbacks=none", "trainer.enable_progress_bar=false"]
     return ["train.py", "experiment=cifar10_lpc", f"data.root={cifar}", "trainer=gpu", "sampler.compile=cuda_graph",
-            "trainer.max_steps=300", "trainer.val_check_interval=300", "eval.features=classifier", "eval.fid.num_samples=2000",
+            "trainer.max_steps=300", "trainer.val_check_interval=300", "eval.features=classifier", "eval.sample_quality.num_samples=2000",
             "eval.likelihood.num_examples=200", "logger=csv", "trainer.enable_progress_bar=false"]
 
 

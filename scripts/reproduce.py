@@ -166,7 +166,7 @@ def long_ais_command(job: Path, num_distributions: int) -> list[str]:
     """scripts/evaluate.py's AIS from the prior at K = ``num_distributions`` on the job's checkpoint,
     on the run's own test images and with its own chains (from its saved config), BDMC on 25 images."""
     saved = yaml.safe_load((job / ".hydra" / "config.yaml").read_text())["eval"]
-    return [*EVALUATE, f"ckpt_path={job / 'checkpoints' / 'last.ckpt'}", "eval=ais", "eval.fid.enabled=false",
+    return [*EVALUATE, f"ckpt_path={job / 'checkpoints' / 'last.ckpt'}", "eval=ais", "eval.sample_quality.enabled=false",
             f"eval.likelihood.num_examples={saved['likelihood']['num_examples']}", f"eval.ais.chains={saved['ais']['chains']}",
             f"eval.ais.num_distributions={num_distributions}", f"eval.ais.check_distributions=[{num_distributions // 2}]",
             "eval.ais.starts=[prior]", "eval.ais.bdmc_examples=25", "eval.ais.progress=false", "logger=csv"]

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("LPC_ROOT", str(ROOT))
 
 from lpc.errors import exit_on_user_error  # noqa: E402
-from lpc.evaluation.feature_nets import (  # noqa: E402
+from lpc.evaluation.domain_classifiers import (  # noqa: E402
     FEATURE_LAYER,
     accuracy,
     content_sha256,

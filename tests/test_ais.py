@@ -17,7 +17,7 @@ from torch.utils.data import TensorDataset
 
 from lpc.evaluation.ais import AIS, compiled_annealing, log_mean_exp, weights_ess
 from lpc.evaluation.elbo import importance_log_weights, iwae_bound
-from lpc.evaluation.evaluator import (
+from lpc.evaluation.protocol import (
     AnnealedLikelihood,
     Evaluator,
     LikelihoodBounds,
@@ -274,9 +274,9 @@ def test_the_ais_benchmark_runs_end_to_end(compose_cfg, tmp_path):
 
 
 def test_the_benchmarks_minimal_ais_is_the_same_algorithm():
-    """The AIS benchmark's plain reference loop (lpc.benchmarks.ais) gives anneal's log weights for the same noise, so the
+    """The AIS benchmark's plain reference loop (lpc.benchmarks.ais_cost) gives anneal's log weights for the same noise, so the
     overhead table compares like with like."""
-    from lpc.benchmarks.ais import minimal_ais
+    from lpc.benchmarks.ais_cost import minimal_ais
 
     weight = torch.randn(6, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     x = torch.randn(8, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64)

@@ -1,4 +1,4 @@
-"""Conditional generation (lpc.methods.completion, scripts/complete.py): the masks, observed pixels kept and
+"""Conditional generation (lpc.methods.inpainting, scripts/complete.py): the masks, observed pixels kept and
 missing ones never read, the exact conditional of a linear-Gaussian model, the masked energy's
 gradient, the sampler defaults, and the script end to end on LPC and VAE checkpoints."""
 
@@ -21,7 +21,7 @@ from lpc.config.compose import compose_config
 from lpc.errors import ConfigError
 from lpc.jobs.complete import complete_checkpoint, completion_sampler
 from lpc.jobs.train import train
-from lpc.methods.completion import (
+from lpc.methods.inpainting import (
     MaskedEnergy,
     centre_mask,
     complete,

@@ -36,8 +36,8 @@ TINY = ["num_steps=6", "burn_in=2", "sampler.thin=1", "batch_size=16", "trainer.
         "trainer.enable_progress_bar=false", "callbacks.model_checkpoint=null", "callbacks.model_summary=null",
         "callbacks.image_grids.num_images=8", "eval=ais", "eval.ais.num_distributions=5", "eval.ais.chains=2",
         "eval.ais.num_examples=8", "eval.ais.bdmc_examples=4", "eval.ais.batch_size=8", "eval.ais.progress=false",
-        "eval.ais.check_distributions=[3]", "eval.features=classifier", "eval.fid.num_samples=32",
-        "eval.fid.kid_subsets=2", "eval.fid.kid_subset_size=16", "eval.likelihood.num_examples=8"]
+        "eval.ais.check_distributions=[3]", "eval.features=classifier", "eval.sample_quality.num_samples=32",
+        "eval.sample_quality.kid_subsets=2", "eval.sample_quality.kid_subset_size=16", "eval.likelihood.num_examples=8"]
 REPORT_MD = "\n".join(["# lpc_vs_vae (tiny scale)", "", "- commit: abc", "",
                        markdown_table(["group", "log_likelihood"], [["method=lpc", "-301.2 ± 0.4"]]), "",
                        markdown_table(["metric", "meaning"], [["log_likelihood", "IWAE bound"]]), "", "![fd](fd.png)"])
@@ -121,9 +121,9 @@ def logs(run: Logged, kind: str, key: str) -> bool:
 def test_the_workspace_is_valid_and_reads_back_equal():
     back = read_back(dashboards.workspace("an-entity", "a-project"))
     assert isinstance(back, ws.Workspace) and (back.entity, back.project) == ("an-entity", "a-project")
-    assert [s.name for s in back.sections] == list(dashboards.SECTIONS)
+    assert [s.name for s in back.sections] == list(dashboards.sections())
     assert [[type(p) for p in s.panels] for s in back.sections] == \
-        [[type(c.panel()) for c in charts] for charts in dashboards.SECTIONS.values()]
+        [[type(c.panel()) for c in charts] for charts in dashboards.sections().values()]
     grouping = dashboards.to_json(back)["model"]["spec"]["section"]["runSets"][0]["grouping"]
     assert grouping == [{"section": "run", "name": "group"}]  # runs grouped by their multirun's W&B group
 
@@ -147,7 +147,7 @@ def test_each_report_has_its_question_runs_panels_and_table_and_reads_back_equal
 
 
 def test_every_panel_key_is_logged_by_a_tiny_run_of_each_method_it_shows(logged):
-    shown = [(chart, panel) for charts, section in zip(dashboards.SECTIONS.values(),
+    shown = [(chart, panel) for charts, section in zip(dashboards.sections().values(),
                                                         read_back(dashboards.workspace("e", "p")).sections)
              for chart, panel in zip(charts, section.panels, strict=True)]
     for name, charts in dashboards.REPORTS.items():
@@ -196,7 +196,7 @@ def test_without_a_network_or_a_login_the_command_writes_the_json_and_says_how_t
     said = capsys.readouterr().out
     assert "http://127.0.0.1:9 is not reachable" in said and f"python scripts/dashboard.py --publish {path}" in said
     written = read_back(dashboards.from_json(json.loads(path.read_text())))
-    assert [section.name for section in written.sections] == list(dashboards.SECTIONS)
+    assert [section.name for section in written.sections] == list(dashboards.sections())
     with pytest.raises(LpcError, match="not reachable: cannot publish"):
         dashboards.publish_file(path)
 

@@ -110,3 +110,20 @@ def test_the_wandb_page_shows_the_dashboards_as_the_code_defines_them():
     from lpc.reporting import dashboards
 
     assert dashboards.outline() in (ROOT / "docs" / "wandb.md").read_text()
+
+
+def test_the_readme_names_each_method_presets_model_class_warmstart_and_sampler():
+    """The README's method table is what each configs/method/ preset composes to."""
+    from lpc.config.compose import compose_config
+
+    rows = [line.split("|")[1:-1] for line in README.read_text().splitlines() if line.startswith("| `") and line.count("|") == 6]
+    rows = {cells[0].strip(" `"): [c.strip(" `") for c in cells[1:]] for cells in rows if cells[0].strip(" `") != "method="}
+    presets = sorted(p.stem for p in (ROOT / "configs" / "method").glob("*.yaml"))
+    assert sorted(rows) == presets
+    for preset in presets:
+        cfg = compose_config([f"method={preset}"], ROOT / "outputs" / "docs_check")
+        model, target, warmstart, sampler = rows[preset]
+        choices = cfg.hydra.runtime.choices
+        assert (choices["model"], cfg.model._target_) == (model, target), preset
+        if model in ("pc_langevin", "pc"):
+            assert (choices["warmstart"], choices["sampler"]) == (warmstart, sampler), preset

@@ -20,7 +20,7 @@ from torch.utils.data import Dataset, TensorDataset
 
 from lpc.data import DigitsDataModule
 from lpc.evaluation import prdc
-from lpc.evaluation.evaluator import Evaluator, LikelihoodBounds, SampleQuality
+from lpc.evaluation.protocol import Evaluator, LikelihoodBounds, SampleQuality
 from lpc.evaluation.features import FeaturesUnavailableError, InceptionFeatures
 from lpc.jobs.checkpoints import moved_targets
 from lpc.jobs.train import train
@@ -90,12 +90,12 @@ def test_evaluation_during_training_never_reads_the_test_split(compose_cfg):
     """Validation at step 15 (evaluation, Lightning's loop, image grids) and at the end; the test
     split is read once, after the last step, by the final evaluation only."""
     READS.clear()
-    train(compose_cfg(*FAST, "eval=fast", "eval.fid.num_samples=50", "data._target_=test_evaluation.RecordingDigits"))
+    train(compose_cfg(*FAST, "eval=fast", "eval.sample_quality.num_samples=50", "data._target_=test_evaluation.RecordingDigits"))
     steps = {name: {step for split, step in READS if split == name} for name in ("val", "test")}
     assert {15, 30} <= steps["val"] and steps["test"] == {30}
     # and with the final test evaluation off (a tuning trial), never
     READS.clear()
-    train(compose_cfg(*FAST, "eval=fast", "eval.fid.num_samples=50", "data._target_=test_evaluation.RecordingDigits",
+    train(compose_cfg(*FAST, "eval=fast", "eval.sample_quality.num_samples=50", "data._target_=test_evaluation.RecordingDigits",
                       "callbacks.evaluation.test=false"))
     assert {split for split, _ in READS} == {"val"}
 
@@ -113,7 +113,7 @@ def test_a_checkpoint_from_before_the_validation_split_says_so_when_evaluated(co
                       (saved["warmstart"], "lpc.warmstart"), (saved["eval"]["sigma_fit"], "lpc.metrics.scale_fit")):
         node["_target_"] = f"{old}.{node['_target_'].rsplit('.', 1)[1]}"
     torch.save(ckpt, tmp_path / "old.ckpt")
-    cmd = [sys.executable, "scripts/evaluate.py", f"ckpt_path={tmp_path / 'old.ckpt'}", "eval=fast", "eval.fid.enabled=false",
+    cmd = [sys.executable, "scripts/evaluate.py", f"ckpt_path={tmp_path / 'old.ckpt'}", "eval=fast", "eval.sample_quality.enabled=false",
            "logger=csv", f"hydra.run.dir={tmp_path / 'eval'}"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -129,7 +129,7 @@ def test_old_module_paths_in_a_checkpoint_are_rewritten():
              "callbacks": [{"_target_": "lpc.callbacks.Budget"}], "model": {"_target_": "lpc.methods.VAE"}}
     assert moved_targets(saved) == {
         "likelihood": {"_target_": "lpc.model.likelihoods.GaussianLikelihood", "sigma": 0.1},
-        "eval": {"_target_": "lpc.evaluation.evaluator.Evaluator", "ais": {"_target_": "lpc.evaluation.evaluator.AnnealedLikelihood"},
+        "eval": {"_target_": "lpc.evaluation.protocol.Evaluator", "ais": {"_target_": "lpc.evaluation.protocol.AnnealedLikelihood"},
                  "sigma_fit": {"_target_": "lpc.evaluation.scale_fit.ScaleFit"}},
         "callbacks": [{"_target_": "lpc.callbacks.Budget"}], "model": {"_target_": "lpc.methods.VAE"}}
     assert moved_targets(moved_targets(saved)) == moved_targets(saved)  # new paths stay
@@ -176,9 +176,9 @@ def test_missing_inception_weights_skip_fid_once_with_both_fixes(caplog):
         first = evaluator.evaluate(StubModel(torch.rand(40, 1, 8, 8)), TensorDataset(real, real), (0.0, 1.0))
         second = evaluator.evaluate(StubModel(torch.rand(40, 1, 8, 8)), TensorDataset(real, real), (0.0, 1.0))
     assert "fid" not in first.metrics and "fid" in first.errors and first.errors == second.errors
-    assert "eval.fid.weights_path" in first.errors["fid"] and "eval.fid.download=true" in first.errors["fid"]
+    assert "eval.sample_quality.weights_path" in first.errors["fid"] and "eval.sample_quality.download=true" in first.errors["fid"]
     assert sum("FID skipped" in r.getMessage() for r in caplog.records) == 1
-    with pytest.raises(FeaturesUnavailableError, match="no file at eval.fid.weights_path"):
+    with pytest.raises(FeaturesUnavailableError, match="no file at eval.sample_quality.weights_path"):
         InceptionFeatures(weights_path="/nonexistent/inception.pth")
 
 
@@ -207,8 +207,8 @@ def test_inception_path_with_a_local_weights_file(inception_weights):
 
 
 def test_training_logs_fid_and_prdc_when_the_weights_are_given(compose_cfg, tmp_path, inception_weights):
-    train(compose_cfg(*FAST, "eval=fast", f"eval.fid.weights_path={inception_weights}", "eval.fid.num_samples=24",
-                      "eval.fid.references=false",  # Inception on a CPU: the reference points are tested in other features
+    train(compose_cfg(*FAST, "eval=fast", f"eval.sample_quality.weights_path={inception_weights}", "eval.sample_quality.num_samples=24",
+                      "eval.sample_quality.references=false",  # Inception on a CPU: the reference points are tested in other features
                       "callbacks.evaluation.every_n_steps=0", "callbacks.image_grids.every_n_steps=0"))
     for name in ("fid", "precision", "recall", "density", "coverage", "elbo_chain"):
         for split in ("val", "test"):  # the validation split at the last step, then the test split
@@ -218,7 +218,7 @@ def test_training_logs_fid_and_prdc_when_the_weights_are_given(compose_cfg, tmp_
 
 def test_training_logs_the_evaluation_and_survives_missing_fid(compose_cfg, tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
-        metrics = train(compose_cfg(*FAST, "eval=fast", "eval.fid.download=false", "callbacks.image_grids.every_n_steps=0"))
+        metrics = train(compose_cfg(*FAST, "eval=fast", "eval.sample_quality.download=false", "callbacks.image_grids.every_n_steps=0"))
     assert metrics["test/iwae10_chain"] >= metrics["test/elbo_chain"] - 1.0 and "test/bpd_chain" in metrics
     assert not any(k.startswith("test/fid") for k in metrics)
     assert len(read_metrics(tmp_path, "val/elbo_chain")) == 2  # the validation split at step 15 and at the end ...
@@ -237,8 +237,8 @@ def test_evaluate_py_on_a_checkpoint_of_each_method(compose_cfg, tmp_path, metho
     train(compose_cfg(*method, *FAST, "likelihood=gaussian_learned", "callbacks=model_checkpoint"))
     ckpt = tmp_path / "checkpoints" / "last.ckpt"
     out = tmp_path / "eval"
-    cmd = [sys.executable, "scripts/evaluate.py", f"ckpt_path={ckpt}", "eval=ais_paper", "eval.fid.num_samples=100",
-           "eval.fid.download=false", "eval.likelihood.num_examples=6", "eval.likelihood.k=[1,10]",
+    cmd = [sys.executable, "scripts/evaluate.py", f"ckpt_path={ckpt}", "eval=ais_paper", "eval.sample_quality.num_samples=100",
+           "eval.sample_quality.download=false", "eval.likelihood.num_examples=6", "eval.likelihood.k=[1,10]",
            "eval.ais.num_distributions=5", "eval.ais.bdmc_examples=3",
            "eval.ais.check_distributions=[3]", "eval.ais.starts=[prior,encoder,chain]", "eval.sigma_fit.num_examples=20",
            "eval.sigma_fit.burn_in=20", "logger=csv", f"hydra.run.dir={out}"]

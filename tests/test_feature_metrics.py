@@ -18,8 +18,8 @@ from torchvision.transforms.functional import gaussian_blur
 
 from lpc.data import DigitsDataModule, FolderDataModule
 from lpc.errors import ConfigError
-from lpc.evaluation.evaluator import Evaluator, LikelihoodBounds, SampleQuality
-from lpc.evaluation.feature_nets import SHIPPED_DIR, load_feature_net
+from lpc.evaluation.protocol import Evaluator, LikelihoodBounds, SampleQuality
+from lpc.evaluation.domain_classifiers import SHIPPED_DIR, load_feature_net
 from lpc.evaluation.features import ClassifierFeatures, FeaturesUnavailableError
 from lpc.evaluation.frechet import frechet_distance
 from lpc.jobs.train import train
@@ -138,7 +138,7 @@ def test_training_logs_classifier_metrics_and_refuses_a_misfit(tmp_path):
     metrics = json.loads((tmp_path / "ok" / "metrics.json").read_text())
     assert {"test/fd_digits_cnn", "test/kid_digits_cnn", "test/precision_digits_cnn"} <= set(metrics)
     assert not any(k.startswith("test/fid") for k in metrics)
-    cmd = [sys.executable, "train.py", *fast, f"eval.fid.classifier_path={SHIPPED_DIR / 'digits_cnn.pt'}",
+    cmd = [sys.executable, "train.py", *fast, f"eval.sample_quality.classifier_path={SHIPPED_DIR / 'digits_cnn.pt'}",
            "data.image_size=28", "decoder=dcgan28", f"hydra.run.dir={tmp_path / 'bad'}"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "ConfigError" in proc.stdout + proc.stderr

@@ -39,7 +39,7 @@ def test_persistent_chains_continue_after_a_resume(compose_cfg, tmp_path):
     """25 steps, then a resume to 50, ends where 50 uninterrupted steps do: the resumed half (a
     second epoch over the 1,350 training digits) starts its chains from the checkpointed buffer."""
     args = ["warmstart=persistent", "num_steps=10", "burn_in=5", "trainer.val_check_interval=25", "eval=fast",
-            "eval.fid.enabled=false", "logger=csv", "callbacks=model_checkpoint", "trainer.enable_progress_bar=false"]
+            "eval.sample_quality.enabled=false", "logger=csv", "callbacks=model_checkpoint", "trainer.enable_progress_bar=false"]
     whole = train(compose_cfg(*args, "trainer.max_steps=50", f"paths.output_dir={tmp_path / 'whole'}"))
     train(compose_cfg(*args, "trainer.max_steps=25", f"paths.output_dir={tmp_path / 'first'}"))
     ckpt = tmp_path / "first" / "checkpoints" / "last.ckpt"

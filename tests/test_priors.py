@@ -198,7 +198,7 @@ def test_hierarchy_settings_are_checked():
 
 # --- every method on two and three layers ----------------------------------------------------------
 
-AIS_EVAL = ["eval=ais", "eval.fid.enabled=false", "eval.ais.num_distributions=20", "eval.ais.check_distributions=[10]", "eval.ais.chains=2",
+AIS_EVAL = ["eval=ais", "eval.sample_quality.enabled=false", "eval.ais.num_distributions=20", "eval.ais.check_distributions=[10]", "eval.ais.chains=2",
        "eval.ais.num_examples=8", "eval.likelihood.num_examples=8", "eval.ais.bdmc_examples=4", "eval.ais.batch_size=8",
        "eval.ais.progress=false", "~callbacks.image_grids", "~callbacks.model_checkpoint", "callbacks.evaluation.every_n_steps=0"]
 
@@ -223,7 +223,7 @@ def test_a_hierarchy_learns_its_prior_and_evaluates_from_its_checkpoint(tmp_path
     """Trained with learned sigmas: the prior's maps and sigmas moved (they are part of theta), and
     scripts/evaluate.py judges the checkpoint by AIS from the hierarchy's own ancestral prior."""
     run_train(tmp_path / "run", f"method={method}", *THREE, *[o for o in FAST if o != "callbacks=none"],
-              "eval=fast", "eval.fid.enabled=false")
+              "eval=fast", "eval.sample_quality.enabled=false")
     ckpt = tmp_path / "run" / "checkpoints" / "last.ckpt"
     state = torch.load(ckpt, weights_only=False)["state_dict"]
     L.seed_everything(2)  # as train() does before it builds the model: the run's initial weights
@@ -233,7 +233,7 @@ def test_a_hierarchy_learns_its_prior_and_evaluates_from_its_checkpoint(tmp_path
     moved = [k for k, v in initial.items() if k != "log_sigma" and not torch.equal(state[f"energy.prior.{k}"], v)]
     assert len(moved) == len(initial) - 1, moved  # every map's weights and biases were trained
     proc = subprocess.run(
-        [sys.executable, "scripts/evaluate.py", f"ckpt_path={ckpt}", "eval=ais", "eval.fid.enabled=false",
+        [sys.executable, "scripts/evaluate.py", f"ckpt_path={ckpt}", "eval=ais", "eval.sample_quality.enabled=false",
          "eval.ais.num_distributions=30", "eval.ais.chains=2", "eval.ais.num_examples=8", "eval.likelihood.num_examples=8",
          "eval.ais.bdmc_examples=4", "eval.ais.batch_size=8", "eval.ais.progress=false", "logger=csv",
          f"hydra.run.dir={tmp_path / 'eval'}"], cwd=ROOT, capture_output=True, text=True, timeout=600)
@@ -247,7 +247,7 @@ def test_a_hierarchy_learns_its_prior_and_evaluates_from_its_checkpoint(tmp_path
 def test_a_resumed_hierarchical_run_ends_where_an_uninterrupted_one_does(compose_cfg, tmp_path, method):
     """12 steps, against 6 and a resume from their checkpoint to 12 (learned sigmas, three layers)."""
     args = [f"method={method}", *THREE, *[o for o in FAST if o not in ("callbacks=none", "trainer.max_steps=12")],
-            "eval=fast", "eval.fid.enabled=false", "callbacks=model_checkpoint", "trainer.enable_progress_bar=false"]
+            "eval=fast", "eval.sample_quality.enabled=false", "callbacks=model_checkpoint", "trainer.enable_progress_bar=false"]
     whole = train(compose_cfg(*args, "trainer.max_steps=12", f"paths.output_dir={tmp_path / 'whole'}"))
     train(compose_cfg(*args, "trainer.max_steps=6", f"paths.output_dir={tmp_path / 'first'}"))
     ckpt = tmp_path / "first" / "checkpoints" / "last.ckpt"

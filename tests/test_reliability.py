@@ -109,6 +109,15 @@ def test_a_typo_on_the_command_line_exits_within_seconds_naming_the_real_key(tmp
     assert "did you mean step_size?" in proc.stderr + proc.stdout and not (tmp_path / "run" / "metrics.json").exists()
 
 
+@pytest.mark.parametrize("script", ["train.py", "scripts/evaluate.py", "scripts/complete.py"])
+def test_a_renamed_key_is_refused_naming_the_new_one(script, tmp_path):
+    """eval.fid holds every sample-quality setting and is now eval.sample_quality."""
+    proc = subprocess.run([sys.executable, script, "eval.fid.num_samples=100", f"hydra.run.dir={tmp_path / 'run'}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and not (tmp_path / "run").exists()
+    assert "eval.fid is now eval.sample_quality: write eval.sample_quality.num_samples=100" in proc.stderr
+
+
 def test_callback_settings_are_checked_before_the_data_is_read(compose_cfg, tmp_path):
     with pytest.raises(ConfigError, match="callbacks.evaluation.every_n_steps must be a whole number of steps"):
         train(compose_cfg("trainer.val_check_interval=0.5"))

@@ -33,7 +33,7 @@ def expected_decoder_evals(sampler: str, warmstart: str, chains: int, kept: int,
 
 def evaluate(ckpt, out) -> dict:
     cmd = [sys.executable, "scripts/evaluate.py", f"ckpt_path={ckpt}", "eval=fast", "eval.likelihood.num_examples=16",
-           "eval.fid.num_samples=64", "logger=csv", f"hydra.run.dir={out}"]
+           "eval.sample_quality.num_samples=64", "logger=csv", f"hydra.run.dir={out}"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads((out / "metrics.json").read_text())["metrics"]
@@ -65,7 +65,7 @@ def test_every_sampler_and_warmstart_trains_on_the_digits(compose_cfg, tmp_path)
 @pytest.mark.skipif(not SHARED_CIFAR.exists(), reason="needs ../shared/data/cifar10/cifar10_jpeg.zip")
 def test_every_sampler_and_warmstart_trains_on_cifar10_from_the_zip(compose_cfg, tmp_path):
     cifar = ["data=folder", f"data.root={SHARED_CIFAR}", "data.batch_size=8", "decoder=dcgan32", "encoder=dcgan32",
-             "trainer.limit_val_batches=1", "eval.fid.enabled=false", "eval.likelihood.enabled=false"]
+             "trainer.limit_val_batches=1", "eval.sample_quality.enabled=false", "eval.likelihood.enabled=false"]
     # each sampler, each warm-start and several chains at least once (ula/none: test_feature_metrics); the
     # whole RUNS grid on CIFAR-10 takes 80 s here, too long for the suite (docs/samplers.md has its run)
     for sampler, warmstart, chains in [("ula", "persistent", 1), ("ula", "forward_kl", 2), ("mala", "jeffreys", 2),

@@ -17,7 +17,7 @@ from scipy.optimize import minimize_scalar
 from torch import Tensor, nn
 from torch.utils.data import TensorDataset
 
-from lpc.evaluation.evaluator import (
+from lpc.evaluation.protocol import (
     AnnealedLikelihood,
     Evaluator,
     LikelihoodBounds,
@@ -180,7 +180,7 @@ def test_a_vae_and_an_lpc_checkpoint_of_the_same_decoder_get_the_same_sigma(comp
     torch.save(lpc, tmp_path / "lpc_with_the_vaes_decoder.ckpt")
     found = {}
     for name, ckpt in [("vae", tmp_path / "vae" / "checkpoints" / "last.ckpt"), ("lpc", tmp_path / "lpc_with_the_vaes_decoder.ckpt")]:
-        cfg = compose_config([f"ckpt_path={ckpt}", "eval=ais", "eval.fid.enabled=false", "eval.likelihood.enabled=false",
+        cfg = compose_config([f"ckpt_path={ckpt}", "eval=ais", "eval.sample_quality.enabled=false", "eval.likelihood.enabled=false",
                               "eval.ais.num_distributions=20", "eval.ais.chains=2", "eval.ais.num_examples=8",
                               "eval.ais.bdmc_examples=0", "eval.ais.check_distributions=[]", "eval.ais.starts=[prior]",
                               "eval.ais.progress=false", "eval.sigma_fit.num_examples=30", "logger=csv"],

@@ -106,7 +106,7 @@ def test_missing_dataset_fails_at_start_with_the_fix(tmp_path):
 def test_cifar10_from_the_folder_zip(tmp_path):
     run_train(tmp_path, "data=folder", f"data.root={SHARED_CIFAR}", "decoder=dcgan32", "decoder.widths=[32,16,16]",
               "batch_size=16", "latent_dim=32", "trainer.max_steps=3", "trainer.limit_val_batches=2", "num_steps=4", "burn_in=1",
-              "logger=csv", "trainer.log_every_n_steps=1", "eval=fast", "eval.fid.num_samples=100",
+              "logger=csv", "trainer.log_every_n_steps=1", "eval=fast", "eval.sample_quality.num_samples=100",
               "callbacks.image_grids.num_images=16")
     assert read_metrics(tmp_path, "train/energy")
     assert (tmp_path / "images" / "samples_step000003.png").exists()
@@ -115,7 +115,7 @@ def test_cifar10_from_the_folder_zip(tmp_path):
 def test_every_run_ends_with_a_validation(compose_cfg):
     """max_steps need not be a multiple of val_check_interval: the final val/ metrics are there."""
     metrics = train(compose_cfg("num_steps=7", "burn_in=1", "trainer.max_steps=7", "trainer.val_check_interval=400",
-                                "logger=csv", "callbacks=evaluation", "eval=fast", "eval.fid.enabled=false"))
+                                "logger=csv", "callbacks=evaluation", "eval=fast", "eval.sample_quality.enabled=false"))
     assert {"val/energy", "val/recon_mse", "val/elbo", "val/elbo_chain", "test/elbo_chain"} <= set(metrics)
 
 
@@ -145,7 +145,7 @@ def test_early_stopping_reads_the_validation_log_likelihood(compose_cfg, tmp_pat
     """'callbacks=[default,early_stopping]': asked for an impossible improvement, the run stops at its
     second validation, then scores the test split once, there."""
     train(compose_cfg("num_steps=4", "burn_in=2", "sampler.thin=1", "trainer.max_steps=30", "trainer.val_check_interval=5", "logger=csv",
-                      "eval=fast", "eval.fid.enabled=false", "callbacks=[default,early_stopping]",
+                      "eval=fast", "eval.sample_quality.enabled=false", "callbacks=[default,early_stopping]",
                       "callbacks.early_stopping.patience=1", "callbacks.early_stopping.min_delta=1e9"))
     summary = json.loads((tmp_path / "metrics.json").read_text())
     assert summary["global_step"] == 10 and "test/log_likelihood" in summary
@@ -156,7 +156,7 @@ def test_the_best_checkpoint_is_chosen_on_the_validation_split(compose_cfg, tmp_
     """callbacks.model_checkpoint.monitor=val/log_likelihood: the checkpoint kept as best is the one whose
     validation log-likelihood (evaluated just before Lightning saves) was highest."""
     train(compose_cfg("num_steps=4", "burn_in=2", "sampler.thin=1", "trainer.max_steps=15", "trainer.val_check_interval=5",
-                      "logger=csv", "eval=fast", "eval.fid.enabled=false", "callbacks.image_grids.every_n_steps=0",
+                      "logger=csv", "eval=fast", "eval.sample_quality.enabled=false", "callbacks.image_grids.every_n_steps=0",
                       "callbacks.model_checkpoint.monitor=val/log_likelihood", "callbacks.model_checkpoint.mode=max"))
     by_step = read_metrics_by_step(tmp_path, "val/log_likelihood")
     assert set(by_step) == {5, 10, 15}

@@ -8,7 +8,8 @@ import logging
 import lightning as L
 import torch
 
-from lpc.evaluation.evaluator import EvalResult, Evaluator
+from lpc.evaluation.names import key
+from lpc.evaluation.protocol import EvalResult, Evaluator
 from lpc.methods.base import GenerativeModule
 
 log = logging.getLogger(__name__)
@@ -87,9 +88,9 @@ class PeriodicEvaluation(L.Callback):
             return None
         self.evaluated_at[split] = step
         result = self.evaluator.evaluate_split(pl_module, trainer.datamodule, split, final=final)
-        metrics = {f"{split}/{k}": v for k, v in result.metrics.items()}
-        estimators = {f"{split}/{k}": f"{split}/{v}" for k, v in result.estimators.items()}
-        self.estimators = {**{k: v for k, v in self.estimators.items() if not k.startswith(f"{split}/")}, **estimators}
+        metrics = {key(split, k): v for k, v in result.metrics.items()}
+        estimators = {key(split, k): key(split, v) for k, v in result.estimators.items()}
+        self.estimators = {**{k: v for k, v in self.estimators.items() if not k.startswith(key(split, ""))}, **estimators}
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=step)
             if split == "test":

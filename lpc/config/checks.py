@@ -10,6 +10,7 @@ import dataclasses
 import difflib
 import inspect
 import math
+import sys
 import types
 import typing
 from collections.abc import Iterator, Sequence
@@ -20,6 +21,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from lpc.errors import ConfigError
 
+# Keys renamed since they were introduced: a command line naming the old one is refused before Hydra composes.
+RENAMED_KEYS = {"eval.fid": "eval.sample_quality"}  # it holds every sample-quality setting (FD, KID, PRDC), FID or not
 RESUME_MODES = (True, False, "auto")  # the values of the `resume` key (lpc.jobs.resume reads it)
 HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
 
@@ -170,3 +173,15 @@ def validate_config(cfg: DictConfig) -> None:
                 if reason:
                     raise ConfigError(f"{path}.{key}={value!r}: {reason} ({hints[key]})")
     check_finite(cfg)
+
+
+def refuse_renamed_keys(argv: list[str]) -> None:
+    """Stop with status 2 and a message that names the new key when a command-line override names a
+    renamed one (``RENAMED_KEYS``), e.g. ``eval.fid.num_samples=100``; called by the entry points
+    before Hydra composes, which would otherwise only say that the old key is not in the config."""
+    for item in argv:
+        key = item.lstrip("+~").split("=", 1)[0]
+        for old, new in RENAMED_KEYS.items():
+            if key == old or key.startswith(old + "."):
+                print(f"ConfigError: {old} is now {new}: write {item.replace(old, new, 1)}", file=sys.stderr)
+                raise SystemExit(2)

@@ -1,5 +1,5 @@
 """Evaluation: the shared evaluator of a split, and its metrics and estimators (AIS, ELBO/IWAE, FD,
-KID, PRDC, the sigma fit, feature networks). The metrics are plain PyTorch; ``evaluator.py`` runs
+KID, PRDC, the sigma fit, feature networks). The metrics are plain PyTorch; ``protocol.py`` runs
 them on a trained method's module."""
 
 from lpc.evaluation.elbo import (

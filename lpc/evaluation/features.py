@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from lpc.errors import ConfigError
-from lpc.evaluation.feature_nets import (
+from lpc.evaluation.domain_classifiers import (
     SHIPPED_DIR,
     card_fits,
     load_feature_net,
@@ -35,8 +35,8 @@ class FeaturesUnavailableError(RuntimeError):
 def inception_missing_message(cause: str) -> str:
     return (
         f"FID skipped: the Inception-v3 weights are not available ({cause}). Either (1) download "
-        f"{INCEPTION_URL} on a machine with a network and pass eval.fid.weights_path=/path/to/that/file "
-        f"(or set ${WEIGHTS_ENV}), or (2) run once with a network and eval.fid.download=true, which caches "
+        f"{INCEPTION_URL} on a machine with a network and pass eval.sample_quality.weights_path=/path/to/that/file "
+        f"(or set ${WEIGHTS_ENV}), or (2) run once with a network and eval.sample_quality.download=true, which caches "
         f"the file under ~/.cache/torch/hub/checkpoints/. Training and the other metrics go on without it."
     )
 
@@ -73,9 +73,9 @@ class InceptionFeatures(nn.Module):
         super().__init__()
         weights_path = weights_path or os.environ.get(WEIGHTS_ENV) or None
         if weights_path is not None and not Path(weights_path).is_file():
-            raise FeaturesUnavailableError(inception_missing_message(f"no file at eval.fid.weights_path={weights_path}"))
+            raise FeaturesUnavailableError(inception_missing_message(f"no file at eval.sample_quality.weights_path={weights_path}"))
         if weights_path is None and not download:
-            raise FeaturesUnavailableError(inception_missing_message("no weights_path and eval.fid.download=false"))
+            raise FeaturesUnavailableError(inception_missing_message("no weights_path and eval.sample_quality.download=false"))
         try:
             from torchmetrics.image.fid import NoTrainInceptionV3
 
@@ -111,21 +111,21 @@ class ClassifierFeatures(nn.Module):
                 raise FeaturesUnavailableError(
                     f"classifier features skipped: no shipped feature network fits data {dataset} ({shape}); shipped: "
                     f"{shipped}. Train one: python scripts/train_feature_net.py data=<this data> name=<name>, then pass "
-                    f"eval.fid.classifier_path=<its .pt>"
+                    f"eval.sample_quality.classifier_path=<its .pt>"
                 )
         if not Path(path).is_file():
-            raise ConfigError(f"eval.fid.classifier_path={path}: no such file")
+            raise ConfigError(f"eval.sample_quality.classifier_path={path}: no such file")
         try:
             self.net, self.card = load_feature_net(path)
         except Exception as err:  # noqa: BLE001 - any unreadable file gets the same advice
             raise ConfigError(
-                f"eval.fid.classifier_path={path} is not a feature network written by scripts/train_feature_net.py "
+                f"eval.sample_quality.classifier_path={path} is not a feature network written by scripts/train_feature_net.py "
                 f"({type(err).__name__}: {err})"
             ) from err
         if not card_fits(self.card, dataset, image_shape):
             trained_on = ", ".join([self.card["dataset"], *self.card.get("aliases", [])])
             raise ConfigError(
-                f"eval.fid.classifier_path={path} was trained on {trained_on} "
+                f"eval.sample_quality.classifier_path={path} was trained on {trained_on} "
                 f"({'x'.join(map(str, self.card['image_shape']))}), not on the evaluated data {dataset} ({shape}): its "
                 f"distances would not mean anything. Use the network made for this data (or train one with "
                 f"scripts/train_feature_net.py), or eval.features=inception"

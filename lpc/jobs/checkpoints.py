@@ -63,7 +63,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 # Modules that moved when the package was grouped by role (2026-12): a checkpoint's saved config
 # names its classes by the old paths, which are rewritten on reading.
 MOVED_MODULES = {
-    "lpc.evaluation": "lpc.evaluation.evaluator",
+    "lpc.evaluation": "lpc.evaluation.protocol",
     "lpc.metrics": "lpc.evaluation",
     "lpc.energy": "lpc.model.energy",
     "lpc.gaussian": "lpc.model.gaussian",

@@ -1,5 +1,5 @@
 """Conditional generation from a checkpoint (``scripts/complete.py``): the test images with pixels
-masked out, completed by a Langevin chain on p(z | x_obs) (``lpc.methods.completion``), as grids and errors."""
+masked out, completed by a Langevin chain on p(z | x_obs) (``lpc.methods.inpainting``), as grids and errors."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from lpc.errors import ConfigError, DivergenceError
 from lpc.jobs.checkpoints import read_checkpoint
 from lpc.jobs.restore import restore, run_config
 from lpc.methods.base import GenerativeModule
-from lpc.methods.completion import (
+from lpc.methods.inpainting import (
     MASKS,
     MaskedEnergy,
     centre_mask,
@@ -41,7 +41,7 @@ OVERRIDES = ("step_size", "num_steps", "burn_in", "thin")  # complete.<key>: nul
 
 
 def mask_names(cfg: DictConfig) -> list[str]:
-    """``mask`` (one name or a list of them), each checked against ``lpc.methods.completion.MASKS``."""
+    """``mask`` (one name or a list of them), each checked against ``lpc.methods.inpainting.MASKS``."""
     names = list(cfg.mask) if isinstance(cfg.mask, (ListConfig, list)) else [cfg.mask]
     unknown = [n for n in names if n not in MASKS]
     if unknown or not names:

@@ -15,7 +15,18 @@ import lpc.config.resolvers  # noqa: F401 - the configs' ${lpc.*:} resolvers
 from lpc.callbacks.images import write_grids
 from lpc.config.build import instantiate_checked, instantiate_dict
 from lpc.data.base import stack_images
-from lpc.evaluation.evaluator import TRAINED_SIGMA, Evaluator
+from lpc.evaluation.names import (
+    AIS_STARTS,
+    LOG_LIKELIHOOD,
+    SIGMA_FIT_CONVERGED,
+    SIGMA_FIT_ITERATIONS,
+    SIGMA_FITTED,
+    SIGMA_TRAINED,
+    ais,
+    key,
+    trained_sigma,
+)
+from lpc.evaluation.protocol import Evaluator
 from lpc.jobs.checkpoints import read_checkpoint
 from lpc.jobs.restore import restore, run_config
 
@@ -49,7 +60,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict[str, Any]:
         log.warning("%s", note)
     evaluator: Evaluator = instantiate_checked(run.eval, "eval")
     result = evaluator.evaluate_split(model, datamodule, split, final=True)
-    metrics = {f"{split}/{k}": v for k, v in sorted(result.metrics.items())}
+    metrics = {key(split, k): v for k, v in sorted(result.metrics.items())}
     step = int(ckpt.get("global_step", 0))
     out_dir = Path(cfg.paths.output_dir)
     loggers = instantiate_dict(run.get("logger"), "logger")
@@ -68,7 +79,7 @@ def evaluate_checkpoint(cfg: DictConfig) -> dict[str, Any]:
         "split": split,
         "images": len(images),
         "metrics": metrics,
-        "estimators": {f"{split}/{k}": f"{split}/{v}" for k, v in result.estimators.items()},
+        "estimators": {key(split, k): key(split, v) for k, v in result.estimators.items()},
         "missing": result.errors,
         "notes": notes,
     }
@@ -82,18 +93,19 @@ def summary(report: dict[str, Any]) -> str:
     """What ``scripts/evaluate.py`` prints: the split it scored, the sigma and the headline log-likelihood."""
     split, metrics = report["split"], report["metrics"]
     lines = [f"scored the {split} split ({report['images']} images) of {report['ckpt_path']} (step {report['global_step']})"]
-    if f"{split}/sigma_fitted" in metrics:
-        lines.append(f"sigma fitted on the validation split: {metrics[f'{split}/sigma_fitted']:.4g} "
-                     f"(training left {metrics[f'{split}/sigma_trained']:.4g}; "
-                     f"{'converged' if metrics[f'{split}/sigma_fit_converged'] else 'NOT converged'} in "
-                     f"{metrics[f'{split}/sigma_fit_iterations']:.0f} EM iterations)")
-    headline = f"{split}/log_likelihood"
+    fitted = key(split, SIGMA_FITTED)
+    if fitted in metrics:
+        lines.append(f"sigma fitted on the validation split: {metrics[fitted]:.4g} "
+                     f"(training left {metrics[key(split, SIGMA_TRAINED)]:.4g}; "
+                     f"{'converged' if metrics[key(split, SIGMA_FIT_CONVERGED)] else 'NOT converged'} in "
+                     f"{metrics[key(split, SIGMA_FIT_ITERATIONS)]:.0f} EM iterations)")
+    headline = key(split, LOG_LIKELIHOOD)
     if headline in metrics:
-        at = " at the fitted sigma" if f"{split}/sigma_fitted" in metrics else ""
+        at = " at the fitted sigma" if fitted in metrics else ""
         lines.append(f"{headline} = {metrics[headline]:.2f} nats ({report['estimators'][headline]}{at})")
-        for key in sorted(k for k in metrics if k.startswith(f"{split}/ais_") and k.count("_") == 1):
-            trained = metrics.get(key.replace(f"{split}/", f"{split}/{TRAINED_SIGMA}"))
+        for start in sorted(s for s in AIS_STARTS if key(split, ais(s)) in metrics):  # by name, as the keys sort
+            estimate, trained = metrics[key(split, ais(start))], metrics.get(key(split, trained_sigma(ais(start))))
             beside = f"; {trained:.2f} at the training sigma" if trained is not None else ""
-            lines.append(f"{key} = {metrics[key]:.2f} nats{beside}")
+            lines.append(f"{key(split, ais(start))} = {estimate:.2f} nats{beside}")
     lines += [f"note: {note}" for note in report["notes"]]
     return "\n".join(lines)

@@ -1,7 +1,8 @@
 """W&B dashboards defined in code with W&B's ``wandb-workspaces``: the project's workspace and a
-report per experiment of ``scripts/reproduce.py``. The metric names the panels show live here, next
-to their panels, so renaming a metric and its panel is one change; tests/test_dashboards.py holds
-every panel's keys against real tiny runs of the methods in ``METHODS``.
+report per experiment of ``scripts/reproduce.py``. The panels read every metric name from
+``lpc.evaluation.names``, whose registry of the report's metrics also gives each of them its panel
+(``sections``); tests/test_dashboards.py holds every panel's keys against real tiny runs of the
+methods in ``METHODS``.
 
 Publishing needs the W&B server and a login. Without either (or with ``dry_run``) a dashboard is
 written as JSON (the library's own model of it) instead, to publish later with
@@ -30,6 +31,7 @@ from wandb_workspaces.workspaces import internal as workspace_models
 
 from lpc.config.compose import CONFIGS
 from lpc.errors import LpcError
+from lpc.evaluation import names
 
 Dashboard = ws.Workspace | wr.Report
 Ref = tuple[str, str]  # (kind, key) a panel reads: see ``panel_refs``
@@ -45,16 +47,17 @@ LANGEVIN = ("lpc", "lpc_mala", "lpc_jeffreys")
 MCMC = ("lpc_mala",)
 ENCODER = ("lpc_jeffreys", "vae")  # the methods with an encoder's q(z | x)
 ALL = (*LANGEVIN, "vae")
+FAMILIES = {"all": ALL, "langevin": LANGEVIN, "mcmc": MCMC, "encoder": ENCODER}  # a registered panel's logged_by
 
 STEP = "trainer/global_step"  # Lightning's step, logged with every metric
 WALL = "RelativeTime(Wall)"  # W&B's own x-axis: wall-clock time since the run started
 WANDB_OWN = {WALL, "Group"}  # what W&B supplies itself, not a run
 ENERGY_TRACE = "val/energy_trace"  # lpc.methods.lpc via lpc.jobs.loggers.log_line; W&B keeps its table as <key>_table
 ENERGY_TRACE_COLUMNS = {"x": "step", "y": "energy"}
-IWAE_K = (10, 100)  # eval.likelihood.k of configs/eval/default.yaml, but k = 1 (the ELBO)
-LOG_LIKELIHOOD = "val/log_likelihood"  # the validation metric every method logs (tuning and sweeps compare it)
-TEST_LOG_LIKELIHOOD = "test/log_likelihood"  # the test split's, scored once at the end (never compared to choose)
-FD = r"^val/(fid|fd_.+)$"  # Inception's FID, or FD_<net> in an in-domain network's features
+IWAE_K = (1, 10, 100)  # eval.likelihood.k of configs/eval/default.yaml
+LOG_LIKELIHOOD = names.key("val", names.LOG_LIKELIHOOD)  # the validation metric every method logs (tuning and sweeps compare it)
+TEST_LOG_LIKELIHOOD = names.key("test", names.LOG_LIKELIHOOD)  # the test split's, scored once at the end (never compared to choose)
+FD = names.spaces_regex("val", "fd")  # Inception's FID, or FD_<net> in an in-domain network's features
 SWEPT = {"step_size": ("step size", True), "num_steps": ("T (num_steps)", False),
          "model.optimizer.lr": ("learning rate", True)}  # config key: (label, log scale)
 COST = ("cost/decoder_evals", "cost/encoder_evals")
@@ -62,19 +65,19 @@ CLOCKS = ("cost/inner_loop_ms", "cost/step_ms")
 CONNECT_TIMEOUT = 5.0  # seconds, as logger.wandb.connect_timeout
 
 
+def val(name: str) -> str:
+    """``val/<name>``."""
+    return names.key("val", name)
+
+
 def both(name: str) -> tuple[str, str]:
     """``train/<name>`` and ``val/<name>``."""
-    return f"train/{name}", f"val/{name}"
+    return names.key("train", name), val(name)
 
 
 def bounds(proposal: str) -> tuple[str, ...]:
     """The ELBO and IWAE_k of the validation evaluation's proposal q."""
-    return f"val/elbo_{proposal}", *(f"val/iwae{k}_{proposal}" for k in IWAE_K)
-
-
-def in_every_space(name: str) -> str:
-    """A regex for ``val/<name>`` in every feature space: Inception's plain name, ``<name>_<net>`` otherwise."""
-    return rf"^val/{name}(_.+)?$"
+    return tuple(val(names.iwae(k, proposal)) for k in IWAE_K)
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,15 @@ def energy_trace(title: str) -> Chart:
         chart_fields=dict(ENERGY_TRACE_COLUMNS), chart_strings={"title": title}))
 
 
+def registered(metric: names.Metric) -> Chart:
+    """The panel the registry gives a report's metric (``names.Panel``)."""
+    panel = metric.panel
+    if panel is None:
+        raise ValueError(f"the report's metric {metric.name} has no panel")
+    keys = panel.keys or (() if panel.regex else (val(metric.name),))
+    return line(panel.title or metric.label, *keys, regex=panel.regex, logged_by=FAMILIES[panel.logged_by])
+
+
 def parallel(title: str) -> Chart:
     """The swept config values (``SWEPT``) and the final log-likelihood, one line per run."""
     return Chart(title, ALL, lambda: wr.ParallelCoordinatesPlot(title=title, columns=[
@@ -127,9 +139,9 @@ def parallel(title: str) -> Chart:
         wr.ParallelCoordinatesPlotColumn(wr.SummaryMetric(LOG_LIKELIHOOD), display_name="log-likelihood")]))
 
 
-LOG_LIKELIHOOD_CURVE = line("log-likelihood: the tightest estimate", LOG_LIKELIHOOD)
+LOG_LIKELIHOOD_CURVE = registered(names.METRICS[names.LOG_LIKELIHOOD])
 LOG_LIKELIHOOD_WALL = line("log-likelihood against wall-clock", LOG_LIKELIHOOD, x=WALL)
-FD_CURVE = line("Frechet distance of prior samples, every feature space", regex=FD)
+FD_CURVE = registered(names.METRICS["fd"])
 FD_WALL = line("Frechet distance against wall-clock", regex=FD, x=WALL)
 ELBO = line("ELBO (nats per example)", *both("elbo"))
 ENERGY_ENDS = line("energy at the chains' start z_0 and end z_T", *both("energy_init"), *both("energy_last"),
@@ -142,7 +154,7 @@ TRACE = energy_trace("energy trace: mean E(x, z_t) against the inner step t, las
 SAMPLES = images("prior samples", "samples")
 SWEEP = parallel("step size, T and learning rate against the final log-likelihood")
 
-# The workspace: its sections, in order, and their panels.
+# The workspace: its sections, in order, and their panels besides those of the report's metrics (``sections``).
 SECTIONS: dict[str, tuple[Chart, ...]] = {
     "training": (
         line("loss", "train/loss"),
@@ -160,30 +172,20 @@ SECTIONS: dict[str, tuple[Chart, ...]] = {
         line("ms per update against wall-clock", *CLOCKS, x=WALL),
     ),
     "evaluation": (
-        LOG_LIKELIHOOD_CURVE,
         LOG_LIKELIHOOD_WALL,
         line("its estimators from the chain's proposal: ELBO, IWAE_k", *bounds("chain"), logged_by=LANGEVIN),
         line("its estimators from the encoder's proposal: ELBO, IWAE_k", *bounds("encoder"), logged_by=ENCODER),
-        line("AIS estimate from the prior (eval=ais)", "val/ais_prior"),
-        line("AIS estimate from the encoder (eval=ais)", "val/ais_encoder", logged_by=ENCODER),
-        line("AIS from the prior: the weights' ESS", "val/ais_prior_ess"),
-        line("AIS from the prior: acceptance", "val/ais_prior_accept"),
-        line("AIS from the prior, shorter (eval.ais.check_distributions): converged if it matches",
-             regex=r"^val/ais[0-9]+_prior$"),
-        line("BDMC gap, of the best start and of the prior", "val/bdmc_gap", "val/bdmc_gap_prior"),
-        line("BDMC bounds from the prior", "val/bdmc_lower_prior", "val/bdmc_upper_prior"),
-        line("bits/dim of the log-likelihood", "val/bpd"),
-        line("bits/dim of each proposal", regex=r"^val/bpd_.+$"),
-        FD_CURVE,
+        line("AIS from the prior: the weights' ESS", val(names.ais_ess("prior"))),
+        line("AIS from the prior: acceptance", val(names.ais_accept("prior"))),
+        line("BDMC bounds from the prior", val(names.bdmc_lower("prior")), val(names.bdmc_upper("prior"))),
+        line("bits/dim of each proposal", regex=names.proposals_regex("val", names.bpd())),
         FD_WALL,
-        line("KID and its std over subsets, every feature space", regex=in_every_space("kid")),
-        *(line(f"{name}, every feature space", regex=in_every_space(name))
-          for name in ("precision", "recall", "density", "coverage")),
     ),
     "test": (
         scatter("test log-likelihood (scored once, at the end) against the validation one", wr.SummaryMetric(LOG_LIKELIHOOD),
                 TEST_LOG_LIKELIHOOD),
-        line("test split, scored once: Frechet distance and its reference points", regex=r"^test/(reference/.+/)?(fid|fd_.+)$"),
+        line("test split, scored once: Frechet distance and its reference points",
+             regex=names.spaces_regex("test", "fd", references=True)),
     ),
     "sampler": (
         ACCEPT,
@@ -213,13 +215,13 @@ REPORTS: dict[str, tuple[Chart, ...]] = {
     "hierarchical": (LOG_LIKELIHOOD_CURVE, LOG_LIKELIHOOD_WALL, FD_CURVE, ELBO, SAMPLES),
     "step_size_robustness": (
         against("step_size"),
-        scatter("final share of diverged chains against step size", wr.Config("step_size"), "val/diverged_frac",
+        scatter("final share of diverged chains against step size", wr.Config("step_size"), val("diverged_frac"),
                 log_x=True, logged_by=LANGEVIN),
         DIVERGED, TRACE,
     ),
     "ula_vs_mala": (
         against("step_size"),
-        scatter("final acceptance rate against step size", wr.Config("step_size"), "val/accept_rate", log_x=True,
+        scatter("final acceptance rate against step size", wr.Config("step_size"), val("accept_rate"), log_x=True,
                 logged_by=MCMC),
         ACCEPT, TRACE,
     ),
@@ -231,13 +233,24 @@ REPORTS: dict[str, tuple[Chart, ...]] = {
 }
 
 
+def sections() -> dict[str, tuple[Chart, ...]]:
+    """The workspace's sections, in order, and their panels: the panels of the report's metrics
+    registered there (``names.METRICS``) first, then the section's own of ``SECTIONS``; a section
+    that only the registry names comes last."""
+    found: dict[str, list[Chart]] = {}
+    for metric in names.METRICS.values():
+        if metric.panel:
+            found.setdefault(metric.panel.section, []).append(registered(metric))
+    return {name: (*found.get(name, ()), *SECTIONS.get(name, ())) for name in {**SECTIONS, **found}}
+
+
 def workspace(entity: str, project: str) -> ws.Workspace:
-    """The project's workspace: a section per entry of ``SECTIONS``, runs grouped by their
+    """The project's workspace: a section per entry of ``sections``, runs grouped by their
     multirun's W&B group (each sweep one group; a run's name is its job's overrides)."""
-    sections = [ws.Section(name=name, panels=[chart.panel() for chart in charts], is_open=True,
-                           layout_settings=ws.SectionLayoutSettings(columns=3, rows=-(-len(charts) // 3)))
-                for name, charts in SECTIONS.items()]
-    return ws.Workspace(entity=entity, project=project, name="lpc", sections=sections,
+    shown = [ws.Section(name=name, panels=[chart.panel() for chart in charts], is_open=True,
+                        layout_settings=ws.SectionLayoutSettings(columns=3, rows=-(-len(charts) // 3)))
+             for name, charts in sections().items()]
+    return ws.Workspace(entity=entity, project=project, name="lpc", sections=shown,
                         runset_settings=ws.RunsetSettings(groupby=[expr.Metric("Group")]))
 
 
@@ -331,7 +344,7 @@ def outline() -> str:
             for chart, panel in ((chart, chart.panel()) for chart in charts)]
 
     lines = ["Workspace `lpc` (one per project; runs grouped by their multirun's W&B group):", ""]
-    for name, charts in SECTIONS.items():
+    for name, charts in sections().items():
         lines += [f"- **{name}**", *entries(charts)]
     lines += ["", "Reports (one per experiment of `scripts/reproduce.py`: its question, the runs of its group, "
               "these panels, the tables of its report.md):", ""]

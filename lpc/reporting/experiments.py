@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 # Settings of each scale, on top of the experiment's own (which are the `small` scale).
 TINY = ["trainer.max_steps=6", "trainer.val_check_interval=3", "num_steps=4", "burn_in=2", "sampler.thin=1",
-        "eval=fast", "eval.fid.num_samples=100", "eval.likelihood.num_examples=32", "callbacks.image_grids.every_n_steps=3",
+        "eval=fast", "eval.sample_quality.num_samples=100", "eval.likelihood.num_examples=32", "callbacks.image_grids.every_n_steps=3",
         "trainer.limit_val_batches=2", "logger=csv", "trainer.enable_progress_bar=false",
         "eval.ais.num_distributions=6", "eval.ais.chains=2", "eval.ais.bdmc_examples=4",
         "eval.ais.check_distributions=[3]", "eval.sigma_fit.num_examples=16", "eval.sigma_fit.burn_in=20",
@@ -25,7 +25,7 @@ TINY = ["trainer.max_steps=6", "trainer.val_check_interval=3", "num_steps=4", "b
 # thread: about 20 minutes of training and 5 of AIS per encoder-free run. The sigma fit uses 50 validation images.
 MEDIUM = ["data=folder", "data.root=../shared/data/cifar10/cifar10_jpeg.zip", "decoder=higgins32", "encoder=higgins32",
           "latent_dim=32", "num_steps=20", "burn_in=10", "trainer.max_steps=1500", "trainer.val_check_interval=300",
-          "trainer.limit_val_batches=10", "callbacks.image_grids.every_n_steps=1500", "eval.fid.num_samples=2000",
+          "trainer.limit_val_batches=10", "callbacks.image_grids.every_n_steps=1500", "eval.sample_quality.num_samples=2000",
           "eval.likelihood.num_examples=50", "eval.ais.chains=4", "eval.ais.num_distributions=500",
           "eval.ais.check_distributions=[250]", "eval.ais.bdmc_examples=10", "eval.ais.starts=[prior,encoder]",
           "eval.sigma_fit.num_examples=50"]
@@ -38,7 +38,7 @@ MEDIUM = ["data=folder", "data.root=../shared/data/cifar10/cifar10_jpeg.zip", "d
 # but not on 100 (its K = 1,000 estimate 16 nats below its K = 500 one: a few images' fits miss the posterior; docs/ais.md).
 # Measured at 1 CPU thread: an LPC update 318 ms (about 8 minutes of training per encoder-free run), AIS 80 us per
 # chain, distribution and leapfrog step (x2 passes): about 7 minutes per start.
-MEDIUM_MNIST = ["data=mnist_t10k", "data.root=../shared/data/mnist-t10k", "eval.fid.num_samples=1000",
+MEDIUM_MNIST = ["data=mnist_t10k", "data.root=../shared/data/mnist-t10k", "eval.sample_quality.num_samples=1000",
                 "eval.ais.chains=8", "eval.ais.bdmc_examples=10", "eval.ais.starts=[prior,encoder]"]
 
 

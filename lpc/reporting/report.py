@@ -11,6 +11,7 @@ from pathlib import Path
 
 from lpc.benchmarks.sampler_bias import markdown as bias_markdown
 from lpc.benchmarks.sampler_bias import measure
+from lpc.evaluation.names import METRICS
 from lpc.reporting.experiments import EXPERIMENTS, study_methods
 from lpc.reporting.markdown import markdown_table
 from lpc.reporting.plots import (
@@ -22,16 +23,15 @@ from lpc.reporting.plots import (
 from lpc.reporting.provenance import REPO, commit, machine
 from lpc.reporting.runs import collect_runs, tuned_best
 from lpc.reporting.tables import (
-    LABELS,
     best_by_validation,
     failures,
+    legend,
     model_rows,
     paired_differences,
     paired_markdown,
     protocol_lines,
     provenance_lines,
     report_table,
-    table_columns,
     table_rows,
 )
 from lpc.samplers.targets import Banana
@@ -81,7 +81,7 @@ def write_report(name: str, scale: str, cmds: list[list[str]], extra: list[str],
         *failures(runs, experiment),
         *best_by_validation(rows, experiment),
         *(paired_markdown(paired, experiment.paired) if paired else []),
-        markdown_table(["metric", "meaning"], ((m, LABELS[m]) for m in table_columns(rows))), "",
+        legend(rows), "",
     ]
     if best:
         lines += ["Best trial of each method's study, on the validation split (the same number of trials and steps for "
@@ -117,7 +117,7 @@ def log_to_wandb(project: str, name: str, scale: str, out: Path, rows: list[dict
 
     run = wandb.init(project=project, name=f"report_{name}_{scale}", job_type="report", dir=str(out),
                      mode=os.environ.get("WANDB_MODE", "offline"), config={"experiment": name, "scale": scale})
-    columns = ["group", "runs", "failed", *LABELS]
+    columns = ["group", "runs", "failed", *METRICS]
     run.log({"report/table": wandb.Table(columns=columns, data=[[r.get(c) for c in columns] for r in rows]),
              **{f"report/{f.stem}": wandb.Image(str(f)) for f in figures}})
     run.finish()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+from lpc.evaluation.names import LEGACY_SPLIT, key, long
 from lpc.reporting.summaries import summarise
 
 CURVE = "iwae"  # the likelihood the curves show: every evaluation has it (AIS may run at the end only)
@@ -39,7 +40,7 @@ def collect_runs(runs_dir: Path) -> list[dict]:
             metrics = {**metrics, **json.loads(completion.read_text())["metrics"]}
         long_ais = sorted(job.glob("ais_long_*/metrics.json"), key=lambda p: int(p.parent.name.rsplit("_", 1)[1]))
         if metrics and long_ais:  # --long-ais K (the longest there is): scripts/evaluate.py on the run's checkpoint
-            metrics = {**metrics, **{f"long/{k}": v for k, v in json.loads(long_ais[-1].read_text())["metrics"].items()}}
+            metrics = {**metrics, **{long(k): v for k, v in json.loads(long_ais[-1].read_text())["metrics"].items()}}
         if metrics and "cost/step_ms" not in metrics:  # resumed at its last step: no update since, the cost as logged before
             metrics = {**metrics, **last_logged(job / "csv" / "metrics.csv", ("cost/step_ms", "cost/decoder_evals"))}
         grids = sorted((job / "images").glob("samples_step*.png"))
@@ -94,15 +95,15 @@ def read_curves(csv_file: Path, final: dict | None) -> list[dict]:
     evals = [float(r["cost/decoder_evals"]) for r in rows if r.get("cost/decoder_evals")] or [final.get("cost/decoder_evals", math.nan)]
     ms = statistics.median(step_ms)
     per_step = evals[-1]
-    prefix = "eval/" if any(k.startswith("eval/") for r in rows for k in r) else "val/"  # eval/: records from before 2026-12
+    split = LEGACY_SPLIT if any(k.startswith(key(LEGACY_SPLIT, "")) for r in rows for k in r) else "val"  # records before 2026-12
     by_step: dict[int, dict[str, float]] = {}  # a step's evaluation, also one logged again after a resume, counts once
     for r in rows:
-        values = {k: float(v) for k, v in r.items() if k.startswith(prefix) and v not in ("", None)}
+        values = {k: float(v) for k, v in r.items() if k.startswith(key(split, "")) and v not in ("", None)}
         if values:
             by_step.setdefault(int(r["step"]), {}).update(values)  # evaluations are logged at the updates done so far
     curve = []
     for step in sorted(by_step):
-        s = summarise(by_step[step], prefix)
+        s = summarise(by_step[step], split)
         if s[CURVE] is not None or s["fd"] is not None:  # an evaluation (not only Lightning's val/ diagnostics)
             curve.append({"step": step, "decoder_evals": step * per_step, "seconds": step * ms / 1e3, CURVE: s[CURVE], "fd": s["fd"]})
     return curve

@@ -8,46 +8,10 @@ import math
 import statistics
 from collections.abc import Callable
 
+from lpc.evaluation.names import LEGACY_SPLIT, METRICS, final_split
 from lpc.reporting.experiments import Experiment
 from lpc.reporting.markdown import markdown_table
 from lpc.reporting.significance import compare_by_seed
-from lpc.reporting.summaries import SAMPLE_METRICS, split_prefix
-
-# The report's metrics: name -> (how to read it from a run's final metrics, direction, label)
-LABELS = {
-    "log_likelihood": "the tightest estimate of log p(x) on the test split, at the sigma fitted on the validation split "
-                      "(nats, higher is better): the `estimator` column names it",
-    "val_log_likelihood": "the same on the validation split, at the end of training (what choices are made on)",
-    "log_likelihood_trained_sigma": "log_likelihood at the sigma training left instead of the fitted one (nats)",
-    "sigma_fitted": "the likelihood's sigma fitted on the validation split (the same EM for every method)",
-    "sigma_trained": "the sigma training left (sigma-VAE: the last batch's reconstruction error)",
-    "ais_prior": "AIS from the prior, log p(x) (nats; every method alike)",
-    "ais_encoder": "AIS from the method's encoder q(z|x) (nats; methods with an encoder)",
-    "ais_chain": "AIS from a Gaussian fitted to the method's Langevin chain for x (nats; LPC and PC)",
-    "ais_check": "AIS from the best start at a shorter schedule (nats): close to it if AIS converged",
-    "bdmc_gap": "BDMC gap of the best AIS on data simulated from the model (nats): AIS's error bar",
-    "ais_long": "AIS from the prior at the long schedule of --long-ais (nats; encoder-free runs): the convergence check",
-    "ais_long_check": "the same at half that schedule",
-    "bdmc_gap_long": "BDMC gap at the long schedule (25 simulated images)",
-    "iwae": "IWAE bound, largest k, best proposal (nats)",
-    "elbo": "ELBO (nats, higher is better)",
-    "bpd": "bits/dim of log_likelihood (lower is better)",
-    "fd": "Frechet distance of samples (lower is better)",
-    "kid": "kernel (MMD) distance of samples, the FD's features (lower is better)",
-    "precision": "share of samples within the test images' k-NN balls (fidelity; PRDC, higher is better)",
-    "recall": "share of test images within the samples' k-NN balls (diversity; higher is better)",
-    "density": "PRDC density (fidelity, counting ball overlaps; about 1 for a match)",
-    "coverage": "share of test images whose k-NN ball holds a sample (diversity; higher is better)",
-    "recon_mse": "val reconstruction MSE",
-    "accept_rate": "acceptance rate",
-    "diverged_frac": "share of diverged chains (val)",
-    "decoder_evals": "decoder evals per update",
-    "decoder_evals_total": "decoder evals over the run (what budget.decoder_evals limits)",
-    "step_ms": "ms per update",
-    "mse_half": "completion: squared error on the missing pixels, bottom half missing (scripts/complete.py; lower is better)",
-    "mse_centre": "completion: the same, a centre square missing",
-    "mse_random": "completion: the same, half the pixels missing at random",
-}
 
 
 def provenance_lines(runs: list[dict], report: dict) -> list[str]:
@@ -73,9 +37,9 @@ def grouped(runs: list[dict], experiment: Experiment) -> dict[str, list[dict]]:
 
 def averaged(done: list[dict], source: Callable[[str], str]) -> dict[str, float | None]:
     """Mean and spread (sample standard deviation over the repeats, 0 for one) of every metric of
-    LABELS over the summaries ``done``, each metric read from the summary's ``source(metric)``."""
+    the report (``METRICS``) over the summaries ``done``, each metric read from the summary's ``source(metric)``."""
     row: dict[str, float | None] = {}
-    for metric in LABELS:
+    for metric in METRICS:
         values = [d[source(metric)] for d in done if d.get(source(metric)) is not None and math.isfinite(d[source(metric)])]
         row[metric] = statistics.fmean(values) if values else None
         row[f"{metric}_std"] = statistics.stdev(values) if len(values) > 1 else (0.0 if values else None)
@@ -105,7 +69,7 @@ REFERENCE_LABELS = {"untrained_decoder": "reference: the networks untrained",
 
 
 def reference_rows(runs: list[dict]) -> list[dict]:
-    """The sample-quality reference points each run measured at its end (``lpc.evaluation.evaluator``,
+    """The sample-quality reference points each run measured at its end (``lpc.evaluation.protocol``,
     ``SampleQuality.references``) as two rows, mean ± spread over the runs: where a model sits
     between "nothing learned" and "the data"."""
     done = [r["summary"] for r in runs if r["summary"]]
@@ -113,7 +77,7 @@ def reference_rows(runs: list[dict]) -> list[dict]:
     for ref, label in REFERENCE_LABELS.items():
         row = {"group": label, "keys": {}, "runs": sum(d[f"fd_{ref}"] is not None for d in done), "failed": 0,
                "reference": True, "estimator": None, "fd_space": ", ".join(sorted({d["fd_space"] for d in done if d["fd_space"]})) or None,
-               **averaged(done, lambda metric: f"{metric}_{ref}" if metric in SAMPLE_METRICS else "-")}
+               **averaged(done, lambda metric: f"{metric}_{ref}" if METRICS[metric].references else "-")}
         if row["runs"]:
             rows.append(row)
     return rows
@@ -126,7 +90,12 @@ def line_name(row: dict, experiment: Experiment) -> str:
 
 def table_columns(rows: list[dict]) -> list[str]:
     """The metrics some row has."""
-    return [m for m in LABELS if any(r[m] is not None for r in rows)]
+    return [m for m in METRICS if any(r[m] is not None for r in rows)]
+
+
+def legend(rows: list[dict]) -> str:
+    """The report's legend: each column's metric and its meaning."""
+    return markdown_table(["metric", "meaning"], ((m, METRICS[m].label) for m in table_columns(rows)))
 
 
 def failures(runs: list[dict], experiment: Experiment) -> list[str]:
@@ -158,9 +127,6 @@ def report_table(rows: list[dict]) -> str:
 PAIRED = ("log_likelihood", "ais_prior", "fd", "kid")  # the metrics compared seed by seed
 
 
-ERRORS = {"log_likelihood": "log_likelihood_error", "ais_prior": "ais_prior_error"}  # each estimate's own error, per run
-
-
 def paired_differences(runs: list[dict], experiment: Experiment) -> list[dict]:
     """Each group against ``experiment.paired``, seed by seed: for every metric of PAIRED, the
     differences (group − reference) over the seeds both finished as a ``PairedComparison`` (mean,
@@ -174,7 +140,8 @@ def paired_differences(runs: list[dict], experiment: Experiment) -> list[dict]:
     for name, members in groups.items():
         if name == experiment.paired or not any(r["summary"] for r in reference):
             continue
-        comparisons = {metric: compare_by_seed(members, reference, metric, ERRORS.get(metric)) for metric in PAIRED}
+        comparisons = {metric: compare_by_seed(members, reference, metric, f"{metric}_error" if METRICS[metric].error else None)
+                       for metric in PAIRED}
         rows.append({"group": name, **{m: c.as_dict() if c else None for m, c in comparisons.items()}})
     return rows
 
@@ -202,7 +169,7 @@ def paired_markdown(rows: list[dict], reference: str) -> list[str]:
 def protocol_lines(runs: list[dict]) -> list[str]:
     """Which split and scale the report's numbers come from (runs recorded before the validation
     split are said to be so)."""
-    legacy = sum(1 for r in runs if r["metrics"] and split_prefix(r["metrics"]) == "eval/")
+    legacy = sum(1 for r in runs if r["metrics"] and final_split(r["metrics"]) == LEGACY_SPLIT)
     lines = ["Splits: every number in the table is from the test split, scored once per run at its end; every "
              "likelihood there is at the scale sigma fitted on the validation split by the same EM for every method "
              "(`sigma_fitted`; `log_likelihood_trained_sigma` is the same estimate at the sigma training left). The "
@@ -219,11 +186,12 @@ def best_by_validation(rows: list[dict], experiment: Experiment) -> list[str]:
     seeds), with the test log-likelihood of that setting."""
     if not experiment.x:
         return []
+    best_of = max if METRICS["val_log_likelihood"].higher_is_better else min
     picks = []
     for line in dict.fromkeys(line_name(r, experiment) for r in model_rows(rows)):
         candidates = [r for r in model_rows(rows) if line_name(r, experiment) == line and r["val_log_likelihood"] is not None]
         if candidates:
-            best = max(candidates, key=lambda r: r["val_log_likelihood"])
+            best = best_of(candidates, key=lambda r: r["val_log_likelihood"])
             test = f"{best['log_likelihood']:.1f} ± {best['log_likelihood_std']:.2g}" if best["log_likelihood"] is not None else "n/a"
             picks.append(f"- {line}: {experiment.x}={best['keys'][experiment.x]} (validation {best['val_log_likelihood']:.1f}; "
                          f"its test log_likelihood {test})")

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from lpc.data.base import stack_images
 from lpc.errors import ConfigError
+from lpc.evaluation import names
 from lpc.evaluation.ais import AIS
 from lpc.evaluation.elbo import bits_per_dim, importance_log_weights, iwae_bound
 from lpc.evaluation.features import (
@@ -32,6 +33,7 @@ from lpc.evaluation.features import (
 )
 from lpc.evaluation.frechet import frechet_distance
 from lpc.evaluation.kid import kernel_distance
+from lpc.evaluation.names import AIS_STARTS, SPLITS
 from lpc.evaluation.prdc import prdc
 from lpc.evaluation.scale_fit import ScaleFit, fits_scale
 from lpc.methods.base import GenerativeModule, repeat_batch
@@ -41,9 +43,6 @@ log = logging.getLogger(__name__)
 
 
 Generator = Callable[[int], Tensor]  # n -> a batch of n images in the data's pixel range
-SPLITS = ("val", "test")  # the splits an evaluation scores: its metrics are logged as <split>/<name>
-TRAINED_SIGMA = "trained_sigma/"  # the likelihoods again at the training sigma (final evaluations)
-REFERENCES = ("untrained_decoder", "training_images")  # sample quality's reference points: reference/<name>/<metric>
 
 
 @dataclass
@@ -100,9 +99,6 @@ class LikelihoodBounds:
     k: Sequence[int] = (1, 10, 100)
     batch_size: int = 100
     enabled: bool = True
-
-
-AIS_STARTS = ("prior", "encoder", "chain")
 
 
 @dataclass
@@ -164,17 +160,17 @@ class Evaluator:
     first use (or by ``prepare``); one that cannot be (no Inception weights offline, no classifier
     for the data) is reported missing, with the reason, once, and every other metric goes on. A
     classifier made for other data is refused (``ConfigError``). ``features`` (``eval.features``:
-    ``inception``, ``classifier`` or both) sets ``fid.features`` when given. ``sigma_fit``: how the
+    ``inception``, ``classifier`` or both) sets ``sample_quality.features`` when given. ``sigma_fit``: how the
     likelihood's scale is fitted on validation images before any likelihood is estimated."""
 
     def __init__(
-        self, fid: SampleQuality, likelihood: LikelihoodBounds, seed: int = 0,
+        self, sample_quality: SampleQuality, likelihood: LikelihoodBounds, seed: int = 0,
         features: str | Sequence[str] | None = None, ais: AnnealedLikelihood | None = None,
         sigma_fit: ScaleFit | None = None,
     ):
         if features is not None:
-            fid.features = features if isinstance(features, str) else list(features)
-        self.fid = fid
+            sample_quality.features = features if isinstance(features, str) else list(features)
+        self.sample_quality = sample_quality
         self.likelihood = likelihood
         self.ais = ais or AnnealedLikelihood(enabled=False)
         self.sigma_fit = sigma_fit or ScaleFit()
@@ -183,25 +179,25 @@ class Evaluator:
                 f"eval.ais.num_examples={self.ais.num_examples} and eval.likelihood.num_examples={likelihood.num_examples} "
                 f"must be equal: log_likelihood picks the tightest of their estimates, which must be on the same images")
         self.seed = seed
-        self._features: dict[int, nn.Module] = {}  # by position in fid.spaces
+        self._features: dict[int, nn.Module] = {}  # by position in sample_quality.spaces
         self._features_error: dict[int, str] = {}
         self._real: dict[tuple[int, int], Tensor] = {}  # (space, id of the split) -> the split's features, computed once
 
     def prepare(self, dataset: str, image_shape: tuple[int, ...]) -> None:
         """Build the feature networks for this data now, so that a classifier made for other data
         fails before training (missing ones are only reported, as on first use)."""
-        if self.fid.enabled:
-            for i in range(len(self.fid.spaces)):
+        if self.sample_quality.enabled:
+            for i in range(len(self.sample_quality.spaces)):
                 try:
                     self.feature_network(i, torch.device("cpu"), dataset, image_shape)
                 except FeaturesUnavailableError:
                     pass
 
     def feature_network(self, i: int, device: torch.device, dataset: str = "", image_shape: tuple[int, ...] = ()) -> nn.Module:
-        """The network of feature space ``fid.spaces[i]``."""
+        """The network of feature space ``sample_quality.spaces[i]``."""
         if i not in self._features and i not in self._features_error:
             try:
-                self._features[i] = self.fid.build_features(self.fid.spaces[i], dataset, tuple(image_shape)).eval()
+                self._features[i] = self.sample_quality.build_features(self.sample_quality.spaces[i], dataset, tuple(image_shape)).eval()
             except FeaturesUnavailableError as err:
                 self._features_error[i] = str(err)
                 log.warning("%s", err)
@@ -213,62 +209,61 @@ class Evaluator:
     def extract(self, net: nn.Module, batches: Sequence[Tensor], pixel_range: tuple[float, float]) -> Tensor:
         return torch.cat([net(to_unit(b, pixel_range)).flatten(1).double() for b in batches])
 
-    def sample_quality(
+    def measure_sample_quality(
         self, generate: Generator, device: torch.device, images: Dataset, pixel_range: tuple[float, float],
         dataset: str = "", num_samples: int | None = None,
     ) -> tuple[dict[str, float], dict[str, str]]:
-        """The metrics of ``num_samples`` (default ``fid.num_samples``) images from ``generate``
-        against up to ``fid.num_samples`` of the split's ``images`` in every feature space that is
+        """The metrics of ``num_samples`` (default ``sample_quality.num_samples``) images from ``generate``
+        against up to ``sample_quality.num_samples`` of the split's ``images`` in every feature space that is
         available, and why the others are missing (keyed ``fid`` for Inception, ``fd_<space>`` otherwise)."""
         shape = tuple(images[0][0].shape)
         nets: dict[int, nn.Module] = {}
         errors: dict[str, str] = {}
-        for i, space in enumerate(self.fid.spaces):
+        for i, space in enumerate(self.sample_quality.spaces):
             try:
                 nets[i] = self.feature_network(i, device, dataset, shape)
             except FeaturesUnavailableError as err:
-                errors["fid" if space == "inception" else f"fd_{getattr(space, '__name__', space)}"] = str(err)
+                errors[names.sample("fd", getattr(space, "__name__", space))] = str(err)
         if not nets:
             return {}, errors
-        n, bs = num_samples or self.fid.num_samples, self.fid.batch_size
+        n, bs = num_samples or self.sample_quality.num_samples, self.sample_quality.batch_size
         samples = [generate(min(bs, n - i)) for i in range(0, n, bs)]  # the same samples in every space
         metrics: dict[str, float] = {}
         for i, net in nets.items():
             if (i, id(images)) not in self._real:
-                stop = min(self.fid.num_samples, len(images))
+                stop = min(self.sample_quality.num_samples, len(images))
                 real_images = [stack_images(images, j, min(j + bs, stop)).to(device) for j in range(0, stop, bs)]
                 self._real[i, id(images)] = self.extract(net, real_images, pixel_range)
             real, fake = self._real[i, id(images)], self.extract(net, samples, pixel_range)
-            name = getattr(net, "name", "features")
-            suffix = "" if name == "inception" else f"_{name}"
-            metrics["fid" if name == "inception" else f"fd_{name}"] = frechet_distance(real, fake)
-            kid, kid_std = kernel_distance(real, fake, self.fid.kid_subsets, self.fid.kid_subset_size)
-            metrics.update({f"kid{suffix}": kid, f"kid{suffix}_std": kid_std})
-            metrics.update({f"{k}{suffix}": v for k, v in prdc(real, fake, self.fid.prdc_k).items()})
+            space = getattr(net, "name", "features")
+            metrics[names.sample("fd", space)] = frechet_distance(real, fake)
+            kid, kid_std = kernel_distance(real, fake, self.sample_quality.kid_subsets, self.sample_quality.kid_subset_size)
+            metrics.update({names.sample("kid", space): kid, names.std(names.sample("kid", space)): kid_std})
+            metrics.update({names.sample(k, space): v for k, v in prdc(real, fake, self.sample_quality.prdc_k).items()})
         return metrics, errors
 
     def reference_points(self, model: GenerativeModule, images: Dataset, training: Dataset,
                          pixel_range: tuple[float, float], dataset: str) -> dict[str, float]:
         """Sample quality of the two reference points (``SampleQuality.references``), as
         ``reference/<name>/<metric>``: the model's networks at a fresh initialisation (seeded by the
-        evaluation's seed) and up to ``fid.num_samples`` images of the training split, spread evenly
+        evaluation's seed) and up to ``sample_quality.num_samples`` images of the training split, spread evenly
         over it (fewer where it has fewer: the Frechet distance's small-sample bias then raises the floor)."""
         untrained = copy.deepcopy(model.energy)
         torch.manual_seed(self.seed)
         for module in untrained.modules():
             if hasattr(module, "reset_parameters"):
                 module.reset_parameters()
-        count = min(len(training), self.fid.num_samples)
+        count = min(len(training), self.sample_quality.num_samples)
         spread = iter(range(0, len(training) // count * count, len(training) // count))
         generators: dict[str, tuple[Generator, int]] = {
             "untrained_decoder": (lambda n: untrained.likelihood.mean(untrained.decode(untrained.prior.sample(n, model.device))),
-                                  self.fid.num_samples),
+                                  self.sample_quality.num_samples),
             "training_images": (lambda n: torch.stack([training[next(spread)][0] for _ in range(n)]).to(model.device), count),
         }
         metrics = {}
         for name, (generate, n) in generators.items():
-            found, _ = self.sample_quality(generate, model.device, images, pixel_range, dataset, n)
-            metrics.update({f"reference/{name}/{k}": v for k, v in found.items()})
+            found, _ = self.measure_sample_quality(generate, model.device, images, pixel_range, dataset, n)
+            metrics.update({names.reference(name, k): v for k, v in found.items()})
         return metrics
 
     def likelihood_bounds(self, model: GenerativeModule, images: Dataset, pixel_range: tuple[float, float]) -> dict[str, float]:
@@ -284,11 +279,11 @@ class Evaluator:
         metrics = {}
         for name, parts in log_w.items():
             weights = torch.cat(parts, dim=1)  # (k_max, n)
-            metrics[f"elbo_{name}"] = weights.mean().item()
+            metrics[names.elbo(name)] = weights.mean().item()
             for k in sorted(set(settings.k) - {1}):
-                metrics[f"iwae{k}_{name}"] = iwae_bound(weights, k).mean().item()
+                metrics[names.iwae(k, name)] = iwae_bound(weights, k).mean().item()
             best = iwae_bound(weights, k_max)
-            metrics[f"bpd_{name}"] = bits_per_dim_of(model, images, pixel_range, best).mean().item()
+            metrics[names.bpd(name)] = bits_per_dim_of(model, images, pixel_range, best).mean().item()
         return metrics
 
     def annealed_likelihood(self, model: GenerativeModule, images: Dataset) -> dict[str, float]:
@@ -308,18 +303,18 @@ class Evaluator:
                                         name, progress) for i in range(0, n, ais.batch_size)]
                 log_px, ess, accept = (torch.cat(t) for t in zip(*parts))
                 if length != settings.num_distributions:
-                    metrics[f"ais{length}_{name}"] = log_px.mean().item()
+                    metrics[names.ais(name, length)] = log_px.mean().item()
                     continue
-                metrics.update({f"ais_{name}": log_px.mean().item(), f"ais_{name}_ess": ess.mean().item(),
-                                f"ais_{name}_accept": accept.mean().item()})
+                metrics.update({names.ais(name): log_px.mean().item(), names.ais_ess(name): ess.mean().item(),
+                                names.ais_accept(name): accept.mean().item()})
         if settings.bdmc_examples:
             batches = -(-settings.bdmc_examples // settings.batch_size)
             with self.progress_bar("BDMC", (settings.passes + 1) * settings.num_distributions * len(starts) * batches) as progress:
                 bounds = list(zip(*self.bdmc(model, starts, progress)))  # per start: (lower, upper) per batch
             for name, parts in zip(starts, bounds):
                 lower, upper = (torch.cat(t) for t in zip(*parts))
-                metrics.update({f"bdmc_lower_{name}": lower.mean().item(), f"bdmc_upper_{name}": upper.mean().item(),
-                                f"bdmc_gap_{name}": (upper - lower).mean().item()})
+                metrics.update({names.bdmc_lower(name): lower.mean().item(), names.bdmc_upper(name): upper.mean().item(),
+                                names.bdmc_gap(name): (upper - lower).mean().item()})
         return metrics
 
     def start_density(self, model: GenerativeModule, x: Tensor, name: str) -> StartDensity:
@@ -387,14 +382,14 @@ class Evaluator:
             if fitted is not None and final and self.sigma_fit.report_trained:
                 trained = EvalResult()
                 self.likelihoods(trained, model, images, pixel_range, final)
-                result.metrics.update({TRAINED_SIGMA + k: v for k, v in trained.metrics.items()})
-                result.estimators.update({TRAINED_SIGMA + k: TRAINED_SIGMA + v for k, v in trained.estimators.items()})
-            if self.fid.enabled:
+                result.metrics.update({names.trained_sigma(k): v for k, v in trained.metrics.items()})
+                result.estimators.update({names.trained_sigma(k): names.trained_sigma(v) for k, v in trained.estimators.items()})
+            if self.sample_quality.enabled:
                 torch.manual_seed(self.seed)
-                metrics, errors = self.sample_quality(model.generate, model.device, images, pixel_range, dataset)
+                metrics, errors = self.measure_sample_quality(model.generate, model.device, images, pixel_range, dataset)
                 result.metrics.update(metrics)
                 result.errors.update(errors)
-                if final and training is not None and self.fid.references and metrics:
+                if final and training is not None and self.sample_quality.references and metrics:
                     result.metrics.update(self.reference_points(model, images, training, pixel_range, dataset))
         model.train(was_training)
         return result
@@ -407,8 +402,8 @@ class Evaluator:
         torch.manual_seed(self.seed)
         n = min(self.sigma_fit.num_examples, len(validation))
         fit = self.sigma_fit.fit(model.energy, stack_images(validation, 0, n).to(model.device))
-        result.metrics.update(sigma_fitted=fit.sigma, sigma_trained=float(model.likelihood.sigma),
-                              sigma_fit_iterations=float(fit.iterations), sigma_fit_converged=float(fit.converged))
+        result.metrics.update({names.SIGMA_FITTED: fit.sigma, names.SIGMA_TRAINED: float(model.likelihood.sigma),
+                               names.SIGMA_FIT_ITERATIONS: float(fit.iterations), names.SIGMA_FIT_CONVERGED: float(fit.converged)})
         return fit.sigma
 
     def likelihoods(self, result: EvalResult, model: GenerativeModule, images: Dataset, pixel_range: tuple[float, float],
@@ -435,18 +430,16 @@ class Evaluator:
         ``log_likelihood`` is."""
         metrics = result.metrics
         k_max = max(self.likelihood.k)
-        bound = f"iwae{k_max}" if k_max > 1 else "elbo"
-        ais = [f"ais_{start}" for start in AIS_STARTS if f"ais_{start}" in metrics]
-        gap = f"bdmc_gap_{max(ais, key=metrics.__getitem__).removeprefix('ais_')}" if ais else ""
-        if gap in metrics:
-            metrics["bdmc_gap"] = metrics[gap]
-        candidates = ais + [k for k in metrics if k.startswith(f"{bound}_")]
+        starts = [start for start in AIS_STARTS if names.ais(start) in metrics]
+        if starts and names.bdmc_gap(best_start := max(starts, key=lambda s: metrics[names.ais(s)])) in metrics:
+            metrics[names.bdmc_gap()] = metrics[names.bdmc_gap(best_start)]
+        candidates = [names.ais(s) for s in starts] + [names.iwae(k_max, p) for p in names.iwae_bounds(metrics).get(k_max, {})]
         if not candidates:
             return
         best = max(candidates, key=metrics.__getitem__)
-        metrics["log_likelihood"] = metrics[best]
-        metrics["bpd"] = bits_per_dim_of(model, images, pixel_range, torch.tensor(metrics[best])).item()
-        result.estimators["log_likelihood"] = best
+        metrics[names.LOG_LIKELIHOOD] = metrics[best]
+        metrics[names.bpd()] = bits_per_dim_of(model, images, pixel_range, torch.tensor(metrics[best])).item()
+        result.estimators[names.LOG_LIKELIHOOD] = best
 
 
 def bits_per_dim_of(model: GenerativeModule, images: Dataset, pixel_range: tuple[float, float], log_px: Tensor) -> Tensor:

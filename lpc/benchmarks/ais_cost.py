@@ -16,7 +16,7 @@ from hydra.utils import instantiate
 from lpc.benchmarks.timing import interleaved_ms, quartiles
 from lpc.config.build import build
 from lpc.config.compose import compose_config
-from lpc.evaluation.evaluator import (
+from lpc.evaluation.protocol import (
     AnnealedLikelihood,
     Evaluator,
     LikelihoodBounds,
