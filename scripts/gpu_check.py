@@ -6,7 +6,7 @@ GPU, with only what the install provides: no download), and checks its own plumb
 
 Steps, each a subprocess with its own time limit, its log and outputs in --work (default a temporary
 folder):
-  tests      the GPU tests (tests/test_compiled.py: CUDA graphs give eager's chain, training matches)
+  tests      the GPU tests (tests/samplers/test_compiled.py: CUDA graphs give eager's chain, training matches)
   inner      scripts/benchmark.py: the inner-loop table (eager, torch_compile, cuda_graph, the minimal
              loop, the raw CUDA-graph replay) for dcgan32 and mlp at batch 64 and 256, in fp32, and
              again with TF32; memory, training steps against a VAE step, precision
@@ -34,8 +34,8 @@ PY = sys.executable
 
 # (name, arguments on a GPU, arguments in --dry, time limit in seconds on a GPU)
 STEPS = [
-    ("tests", ["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_compiled.py"],
-     ["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_compiled.py", "-k", "loop_never_waits and ula"], 90),
+    ("tests", ["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/samplers/test_compiled.py"],
+     ["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/samplers/test_compiled.py", "-k", "loop_never_waits and ula"], 90),
     ("inner", ["scripts/benchmark.py", "--decoders", "dcgan32", "mlp", "--batch-sizes", "64", "256", "--steps", "50",
                "--modes", "torch_compile", "cuda_graph", "--outer-steps", "20", "50", "--repeats", "10"],
      ["scripts/benchmark.py", "--tiny", "--decoders", "mlp", "--batch-sizes", "4", "--outer-steps", "2", "--modes",

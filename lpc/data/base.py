@@ -91,6 +91,47 @@ def split_indices(num_train: int, val_size: int | float, split_seed: int) -> tup
     return order[count:].sort().values, order[:count].sort().values
 
 
+def image_and_label(item: object) -> tuple[object, int]:
+    """A raw dataset item as (image, label): an ``(image, label)`` pair, an ``(image,)`` tuple (e.g. a
+    ``TensorDataset`` of images alone) or a bare image, whose label is then 0."""
+    if isinstance(item, (tuple, list)):
+        return item[0], (item[1] if len(item) > 1 else 0)
+    return item, 0
+
+
+def check_split(module: ImageDataModule, split: str, dataset: object) -> None:
+    """Refuse what ``module.load_split(split)`` returned unless it is a non-empty dataset whose
+    first item is an image the pixel pipeline can read (a PIL image, or a float tensor (C, H, W) or
+    (H, W) in [0, 1] with 1 or 3 channels), alone or with its label: a ``ConfigError`` that names the
+    class and the fix, before anything is trained. Reads the first item only, without randomness."""
+    cls = type(module)
+    name = cls.__qualname__ if cls.__module__.startswith("lpc.") else f"{cls.__module__}.{cls.__qualname__}"
+    where = f"{name}.load_split({split!r})"
+    if not (hasattr(dataset, "__getitem__") and hasattr(dataset, "__len__")):
+        raise ConfigError(f"{where} returned a {type(dataset).__name__}, not a dataset: return a torch Dataset of "
+                          f"(image, label) pairs, e.g. torch.utils.data.TensorDataset(images, labels)")
+    if len(dataset) == 0:
+        raise ConfigError(f"{where} returned an empty dataset: it must hold the split's images")
+    img, _ = image_and_label(dataset[0])
+    if isinstance(img, Tensor):
+        if not img.is_floating_point():
+            raise ConfigError(f"{where} returns {img.dtype} images; they must be float tensors with pixels in [0, 1]: "
+                              f"divide 8-bit images by 255 (images.float() / 255), or return PIL images")
+        low, high = img.min().item(), img.max().item()
+        if low < 0.0 or high > 1.0:
+            raise ConfigError(f"{where} returns pixels in [{low:g}, {high:g}]; they must be in [0, 1] (data.pixel_range "
+                              f"maps them afterwards): rescale them, e.g. divide 8-bit values by 255")
+    elif not isinstance(img, Image.Image):
+        raise ConfigError(f"{where} returns items of type {type(img).__name__}; each item must be an image (a PIL image "
+                          f"or a float tensor (channels, height, width) in [0, 1]) or an (image, label) pair")
+    try:
+        to_float_image(img, module.channels, module.image_size)
+    except (ValueError, RuntimeError) as err:
+        raise ConfigError(f"{where} returns images of shape {tuple(getattr(img, 'shape', ()))} that cannot become "
+                          f"data.channels={module.channels} x {module.image_size} x {module.image_size} images ({err}): "
+                          f"return (channels, height, width) tensors with 1 or 3 channels, or set data.channels") from err
+
+
 class TransformedDataset(Dataset):
     """Applies the DataModule's pixel pipeline to the items ``indices`` (all, if None) of a base
     dataset of ``(image, label)`` pairs; with ``with_index`` each item also carries its position in
@@ -110,7 +151,7 @@ class TransformedDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[Tensor, int] | tuple[Tensor, int, int]:
         source = index if self.indices is None else self.indices[index]
-        img, label = self.base[source]
+        img, label = image_and_label(self.base[source])
         x = binarize(to_float_image(img, self.channels, self.image_size), self.binarize, source)
         item = (self.low + (self.high - self.low) * x, int(label))
         return (*item, index) if self.with_index else item
@@ -194,17 +235,25 @@ class ImageDataModule(L.LightningDataModule):
         return (self.channels, self.image_size, self.image_size)
 
     def load_split(self, split: str) -> Dataset:
-        """The raw ``(PIL image or tensor in [0, 1], label)`` dataset of ``split`` (train or test)."""
-        raise NotImplementedError
+        """The raw dataset of ``split`` (``train`` or ``test``): items ``(image, label)`` (or images
+        alone), each image a PIL image or a float tensor (channels, height, width) in [0, 1]; the
+        base class resizes, converts channels, binarises, maps to ``pixel_range`` and holds out the
+        validation images. A subclass must implement it (docs/networks.md)."""
+        raise ConfigError(f"{type(self).__qualname__} does not implement load_split(split): a data module subclasses "
+                          f"lpc.data.ImageDataModule and defines load_split(self, split) returning the 'train' or 'test' "
+                          f"split as a dataset of (image, label) pairs (docs/networks.md)")
 
     def setup(self, stage: str | None = None) -> None:
         """Load the three splits once (idempotent, so it can run before the Trainer to fail early)."""
         if self.train_set is None:
             train = self.load_split("train")
+            check_split(self, "train", train)
             train_idx, val_idx = split_indices(len(train), self.val_size, self.split_seed)
             self.train_set = TransformedDataset(train, self, train_idx, with_index=self.with_index)
             self.val_set = TransformedDataset(train, self, val_idx)
-            self.test_set = TransformedDataset(self.load_split("test"), self)
+            test = self.load_split("test")
+            check_split(self, "test", test)
+            self.test_set = TransformedDataset(test, self)
             if len(self.train_set) < self.batch_size and self.drop_last:
                 raise ConfigError(
                     f"{self.name}: {len(self.train_set)} training images is fewer than data.batch_size="

@@ -12,12 +12,14 @@ from pathlib import Path
 import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.callbacks.progress.progress_bar import ProgressBar
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 import lpc.config.resolvers  # noqa: F401 - the configs' ${lpc.*:} resolvers
-from lpc.callbacks.evaluation import PeriodicEvaluation
+from lpc.callbacks.periodic_evaluation import PeriodicEvaluation
+from lpc.callbacks.progress import step_progress_bar
 from lpc.config.build import build, instantiate_checked, instantiate_dict
 from lpc.errors import ConfigError, DivergenceError
 from lpc.jobs.checkpoints import check_resumable
@@ -133,6 +135,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
                 log.info("the rows logged before the interruption are kept in %s", kept)
     budget = [instantiate_checked(cfg.budget, "budget")] if cfg.get("budget") else []
     callbacks = [*budget, *instantiate_dict(cfg.get("callbacks"), "callbacks")]  # the budget first: it ends a step
+    if cfg.trainer.get("enable_progress_bar", True) and not any(isinstance(cb, ProgressBar) for cb in callbacks):
+        callbacks.append(step_progress_bar())  # "step 340/800", not Lightning's default "Epoch 34/-2"
     loggers = instantiate_dict(cfg.get("logger"), "logger")
     trainer: L.Trainer = instantiate_checked(cfg.trainer, "trainer", callbacks=callbacks, logger=loggers or False)
     log.info("data: %s; model: %s", cfg.data._target_, cfg.model._target_)

@@ -27,6 +27,14 @@ def repeat_batch(x: Tensor, times: int) -> Tensor:
     return x.expand(times, *x.shape).reshape(times * x.shape[0], *x.shape[1:])
 
 
+def require_module(net: object, role: str) -> None:
+    """Refuse a network (``role``: decoder or encoder) that is not a ``torch.nn.Module``: its parameters
+    are what the optimizers train and the checkpoints hold."""
+    if not isinstance(net, nn.Module):
+        raise TypeError(f"the {role} must be a torch.nn.Module (its parameters are what is trained), got a "
+                        f"{type(net).__name__}: subclass torch.nn.Module (docs/networks.md)")
+
+
 class Stopwatch:
     """Wall-clock milliseconds of a block; synchronises CUDA first so queued kernels count.
     Disabled (``enabled=False``: a step whose metrics are not logged) it neither times nor synchronises."""
@@ -69,6 +77,13 @@ class GenerativeModule(L.LightningModule):
     def __init__(self, decoder: nn.Module, likelihood: Likelihood, optimizer: OptimizerFactory,
                  prior: GaussianHierarchy | None = None):
         super().__init__()
+        require_module(decoder, "decoder")
+        if prior is not None and not hasattr(decoder, "latent_dim"):
+            # a decoder of one's own need not declare its input size: it is the prior's bottom layer (Energy reads it)
+            decoder.latent_dim = prior.data_dim
+        elif prior is None and not hasattr(decoder, "latent_dim"):
+            raise ValueError(f"{type(decoder).__name__} has no latent_dim attribute: pass the prior (model.prior), whose "
+                             f"bottom layer is the decoder's input")
         self.energy = Energy(decoder, likelihood, prior)
         self.optimizer_factory = optimizer
         self.automatic_optimization = False

@@ -7,7 +7,13 @@ import math
 import torch
 from torch import Tensor, nn
 
-from lpc.methods.base import GenerativeModule, OptimizerFactory, Stopwatch, repeat_batch
+from lpc.methods.base import (
+    GenerativeModule,
+    OptimizerFactory,
+    Stopwatch,
+    repeat_batch,
+    require_module,
+)
 from lpc.model.gaussian import diagonal_normal_log_prob, reparameterise
 from lpc.model.likelihoods import Likelihood
 from lpc.model.priors import GaussianHierarchy
@@ -31,6 +37,7 @@ class VAE(GenerativeModule):
     def __init__(self, encoder: nn.Module, decoder: nn.Module, likelihood: Likelihood, optimizer: OptimizerFactory,
                  prior: GaussianHierarchy | None = None):
         super().__init__(decoder, likelihood, optimizer, prior)
+        require_module(encoder, "encoder")
         self.encoder = encoder
 
     def configure_optimizers(self) -> torch.optim.Optimizer:

@@ -175,6 +175,9 @@ class AmortisedInit(nn.Module):
 
     def __init__(self, encoder: nn.Module, objective: str, optimizer: Callable[..., torch.optim.Optimizer], init: str = "sample"):
         super().__init__()
+        if not isinstance(encoder, nn.Module):
+            raise TypeError(f"the encoder must be a torch.nn.Module (its parameters are what is trained), got a "
+                            f"{type(encoder).__name__}: subclass torch.nn.Module (docs/networks.md)")
         if objective not in OBJECTIVES:
             raise ValueError(f"warmstart objective must be one of {list(OBJECTIVES)}, got {objective!r}")
         if init not in ("sample", "mean"):

@@ -1,7 +1,7 @@
 """W&B dashboards defined in code with W&B's ``wandb-workspaces``: the project's workspace and a
 report per experiment of ``scripts/reproduce.py``. The panels read every metric name from
 ``lpc.evaluation.names``, whose registry of the report's metrics also gives each of them its panel
-(``sections``); tests/test_dashboards.py holds every panel's keys against real tiny runs of the
+(``sections``); tests/reporting/test_dashboards.py holds every panel's keys against real tiny runs of the
 methods in ``METHODS``.
 
 Publishing needs the W&B server and a login. Without either (or with ``dry_run``) a dashboard is

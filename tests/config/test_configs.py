@@ -13,6 +13,9 @@ from lpc.config.build import check_compatible, instantiate_dict
 GROUPS = sorted(p.name for p in (ROOT / "configs").iterdir() if p.is_dir() and p.name != "hydra")
 EXTRA = {  # options that need other values to resolve or to fit the default data (8x8 digits)
     "data/folder": ["data.root=some/folder.zip"],
+    # the presets for a class of one's own (docs/networks.md), here with lpc's own
+    "data/custom": ["data._target_=lpc.data.DigitsDataModule", "data.image_size=8", "data.channels=1"],
+    **{f"{net}/custom": [f"{net}._target_=lpc.networks.MLP{net.capitalize()}"] for net in ("decoder", "encoder")},
     **{f"{net}/dcgan": ["data.image_size=32"] for net in ("decoder", "encoder")},
     **{f"{net}/{arch}{s}": [f"data.image_size={s}"] for arch, sizes in (("dcgan", (28, 32, 64)), ("higgins", (32, 64)))
        for s in sizes for net in ("decoder", "encoder")},

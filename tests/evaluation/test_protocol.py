@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import ROOT, read_metrics
-from test_metrics import scipy_frechet
+from test_estimators import scipy_frechet
 from test_train import FAST
 from torch import Tensor, nn
 from torch.utils.data import Dataset, TensorDataset
@@ -90,12 +90,12 @@ def test_evaluation_during_training_never_reads_the_test_split(compose_cfg):
     """Validation at step 15 (evaluation, Lightning's loop, image grids) and at the end; the test
     split is read once, after the last step, by the final evaluation only."""
     READS.clear()
-    train(compose_cfg(*FAST, "eval=fast", "eval.sample_quality.num_samples=50", "data._target_=test_evaluation.RecordingDigits"))
+    train(compose_cfg(*FAST, "eval=fast", "eval.sample_quality.num_samples=50", "data._target_=test_protocol.RecordingDigits"))
     steps = {name: {step for split, step in READS if split == name} for name in ("val", "test")}
     assert {15, 30} <= steps["val"] and steps["test"] == {30}
     # and with the final test evaluation off (a tuning trial), never
     READS.clear()
-    train(compose_cfg(*FAST, "eval=fast", "eval.sample_quality.num_samples=50", "data._target_=test_evaluation.RecordingDigits",
+    train(compose_cfg(*FAST, "eval=fast", "eval.sample_quality.num_samples=50", "data._target_=test_protocol.RecordingDigits",
                       "callbacks.evaluation.test=false"))
     assert {split for split, _ in READS} == {"val"}
 
@@ -226,7 +226,7 @@ def test_training_logs_the_evaluation_and_survives_missing_fid(compose_cfg, tmp_
     assert sum("FID skipped" in r.getMessage() for r in caplog.records) == 1
 
 
-@pytest.mark.parametrize("method,proposals", [  # warmstart=none and persistent: tests/test_sampler_runs.py
+@pytest.mark.parametrize("method,proposals", [  # warmstart=none and persistent: tests/methods/test_sampler_runs.py
     (["warmstart=jeffreys"], {"chain", "encoder"}), (["sampler=mala"], {"chain"}),
     (["sampler=hmc", "sampler.num_leapfrog=2", "warmstart=reverse_kl"], {"chain", "encoder"}),
     (["model=pc"], {"chain"}), (["model=vae"], {"encoder"}), (["model=iwae"], {"encoder"}),

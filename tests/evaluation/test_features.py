@@ -11,8 +11,8 @@ import sys
 import pytest
 import torch
 from conftest import ROOT, SHARED_CIFAR, SHARED_MNIST_T10K, run_train
-from test_evaluation import StubModel
-from test_metrics import scipy_frechet
+from test_protocol import StubModel
+from test_estimators import scipy_frechet
 from torch.utils.data import TensorDataset
 from torchvision.transforms.functional import gaussian_blur
 
