@@ -112,9 +112,9 @@ def run(cmds: list[list[str]], out: Path) -> None:
 
 
 def default_records(name: str, scale: str) -> Path | None:
-    """Where a report keeps its runs' records unless told otherwise: docs/results/<name> (small),
-    docs/results/<name>_<scale> (medium, medium_mnist, paper); none for the tiny pipeline check."""
-    return None if scale == "tiny" else ROOT / "docs" / "results" / (name if scale == "small" else f"{name}_{scale}")
+    """Where a report keeps its runs' records unless told otherwise: results/<name> (small),
+    results/<name>_<scale> (medium, medium_mnist, paper); none for the tiny pipeline check."""
+    return None if scale == "tiny" else ROOT / "results" / (name if scale == "small" else f"{name}_{scale}")
 
 
 def for_each_finished_job(out: Path, sub: str, command: Callable[[Path], list[str] | None], log_name: str) -> list[str]:
@@ -185,8 +185,8 @@ def main() -> None:
                         help="only the runs with these overrides, e.g. seed=0 precond=adam")
     parser.add_argument("--keep-records", type=Path, metavar="DIR",
                         help="keep each finished job's records in DIR/runs (no checkpoints; commit DIR) and restore them on a "
-                             "relaunch (default, without --out: docs/results/<name> at --scale small, "
-                             "docs/results/<name>_<scale> at the larger scales, none at tiny)")
+                             "relaunch (default, without --out: results/<name> at --scale small, "
+                             "results/<name>_<scale> at the larger scales, none at tiny)")
     parser.add_argument("--no-keep-records", action="store_true", help="keep no records (the runs stay in --out only)")
     argv = sys.argv[1:]
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []  # for train.py

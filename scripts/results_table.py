@@ -21,12 +21,12 @@ def main() -> None:
     args = parser.parse_args()
     readme = ROOT / "README.md"
     text = readme.read_text()
-    drawn = with_table(text, results_table(ROOT / "docs" / "results"))
+    drawn = with_table(text, results_table(ROOT / "results"))
     if args.check:
-        sys.exit(0 if drawn == text else "README.md's results table differs from docs/results/*/report.json: "
+        sys.exit(0 if drawn == text else "README.md's results table differs from results/*/report.json: "
                                          "run python scripts/results_table.py")
     readme.write_text(drawn)
-    print(f"README.md's results table drawn from {ROOT / 'docs' / 'results'}")
+    print(f"README.md's results table drawn from {ROOT / 'results'}")
 
 
 if __name__ == "__main__":

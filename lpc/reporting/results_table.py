@@ -1,4 +1,4 @@
-"""The README's results table, drawn from the committed reports' JSON (``docs/results/*/report.json``)
+"""The README's results table, drawn from the committed reports' JSON (``results/*/report.json``)
 so that it cannot drift from them: in every report with encoder-free LPC (``method=lpc``), each other
 method's difference to it, paired by seed, with its 95% interval and verdict (``lpc.reporting.significance``),
 and the protocol its runs followed. ``scripts/results_table.py`` writes it between ``MARKERS``."""
@@ -12,7 +12,7 @@ from lpc.reporting.markdown import markdown_table
 from lpc.reporting.significance import PairedComparison, compare_by_seed
 from lpc.reporting.summaries import split_prefix, summarise
 
-MARKERS = ("<!-- results table: drawn from docs/results/*/report.json by scripts/results_table.py; do not edit -->",
+MARKERS = ("<!-- results table: drawn from results/*/report.json by scripts/results_table.py; do not edit -->",
            "<!-- end of the results table -->")
 REFERENCE = "lpc"  # the method every other is compared with
 DATA = {"digits_cnn": "digits", "mnist_t10k_cnn": "MNIST test split", "cifar10_cnn": "CIFAR-10", "inception": "(FID)"}
@@ -58,7 +58,7 @@ def results_table(results: Path) -> str:
     lines = []
     for path in sorted(results.glob("*/report.json")):
         report = json.loads(path.read_text())
-        link = f"[{path.parent.name}]({path.parent.relative_to(results.parent.parent).as_posix()}/report.md)"
+        link = f"[{path.parent.name}]({path.parent.relative_to(results.parent).as_posix()}/report.md)"
         for row in comparisons(report):
             protocol = ("before the validation split: test split, sigma of the last training batch" if row["legacy"]
                         else "test split, sigma fitted on validation")

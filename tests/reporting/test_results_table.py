@@ -30,12 +30,12 @@ def test_a_report_gives_each_methods_paired_difference_to_lpc(tmp_path):
     lpc, vae = [-190.0, -188.5, -191.0], [-187.0, -186.9, -188.2]
     report = {"table": [{"keys": {"method": "lpc"}}, {"keys": {"method": "vae"}}],
               "runs": [run("lpc", s, ll, 4.0) for s, ll in enumerate(lpc)] + [run("vae", s, ll, 4.5) for s, ll in enumerate(vae)]}
-    (tmp_path / "docs" / "results" / "demo").mkdir(parents=True)
-    (tmp_path / "docs" / "results" / "demo" / "report.json").write_text(json.dumps(report))
-    table = results_table(tmp_path / "docs" / "results")
+    (tmp_path / "results" / "demo").mkdir(parents=True)
+    (tmp_path / "results" / "demo" / "report.json").write_text(json.dumps(report))
+    table = results_table(tmp_path / "results")
     ci = stats.ttest_rel(vae, lpc).confidence_interval(0.95)
     row = table.splitlines()[2]
-    assert row.startswith("| [demo](docs/results/demo/report.md) | digits | vae − lpc | ")
+    assert row.startswith("| [demo](results/demo/report.md) | digits | vae − lpc | ")
     assert f"+{sum(vae) / 3 - sum(lpc) / 3:.3g} [{ci.low:+.3g}, {ci.high:+.3g}], 3/3 > 0: significant" in row
     assert "| ais_prior | +0.5 [+0.5, +0.5], 3/3 > 0: significant | test split, sigma fitted on validation |" in row
     readme = f"intro\n{MARKERS[0]}\nold\n{MARKERS[1]}\nrest"
