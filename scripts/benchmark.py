@@ -18,7 +18,7 @@ builds it; data shaped as CIFAR-10, 3 x 32 x 32, random pixels: only shapes matt
   overhead   the project's loop (``LangevinSampler.run``, precond none and adam, eager and
            ``sampler.compile=torch_compile``) against a minimal hand-written Langevin loop on the same
            decoder, weights, data and T (``minimal_langevin``) and, when JAX is installed (the ``jax``
-           extra), against the same chain in JAX (``jit`` of ``lax.scan``: scripts/jax_langevin.py):
+           extra), against the same chain in JAX (``jit`` of ``lax.scan``: lpc/benchmarks/jax_langevin.py):
            the three small decoders the CPU runs (OVERHEAD_MODELS), batch --overhead-batch, T = 50,
            timed interleaved; the median ratio of adjacent calls and its interquartile range, to the
            minimal loop and to JAX. ``--overhead-only`` runs this table alone (what docs/benchmarks.md

@@ -1,4 +1,4 @@
-"""Markdown tables for the scripts' reports (reproduce.py, benchmark.py, sampler_bias.py)."""
+"""Markdown tables for the reports (lpc.reporting.report) and the benchmarks (scripts/benchmark.py, sampler_bias.py)."""
 
 from __future__ import annotations
 
