@@ -16,6 +16,7 @@ from hydra.utils import instantiate
 from lpc.benchmarks.timing import interleaved_ms, quartiles
 from lpc.config.build import build
 from lpc.config.compose import compose_config
+from lpc.evaluation import names
 from lpc.evaluation.protocol import (
     AnnealedLikelihood,
     Evaluator,
@@ -165,7 +166,7 @@ def convergence_rows(ckpt_path: Path, lengths: list[int], examples: int, bdmc_ex
     val_set, pixel_range = datamodule.val_set, datamodule.pixel_range
     n = min(examples, len(val_set))
     metrics, seconds = timed(only_iwae(n, batch), model, val_set, pixel_range)
-    iwae = max(v for k, v in metrics.items() if k.startswith("iwae100_"))
+    iwae = max(names.iwae_bounds(metrics)[100].values())
     rows = [{"estimator": "IWAE_100 (best proposal)", "K": "", "ais_prior": iwae, "s": seconds}]
     for length in lengths:
         settings = replace(preset("ais", out), num_distributions=length, num_examples=n, batch_size=batch,

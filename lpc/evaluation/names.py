@@ -95,6 +95,11 @@ def trained_sigma(name: str) -> str:
     return f"trained_sigma/{name}"
 
 
+def completion(mask: str, name: str) -> str:
+    """A metric of conditional completion (``scripts/complete.py``) under ``mask`` (``half``, ``centre``, ``random``)."""
+    return f"complete/{mask}/{name}"
+
+
 def long(name: str) -> str:
     """A key (or split) of ``--long-ais``'s evaluation of a run's checkpoint, as the report merges it into the run's metrics."""
     return f"long/{name}"
@@ -324,7 +329,7 @@ METRICS: dict[str, Metric] = {metric.name: metric for metric in (
     Metric("decoder_evals_total", "decoder evals over the run (what budget.decoder_evals limits)", False,
            read=recorded("decoder_evals_total")),
     Metric("step_ms", "ms per update", False, read=recorded("cost/step_ms")),
-    *(Metric(f"mse_{mask}", label, False, read=recorded(f"complete/{mask}/mse_missing")) for mask, label in (
+    *(Metric(f"mse_{mask}", label, False, read=recorded(completion(mask, "mse_missing"))) for mask, label in (
         ("half", "completion: squared error on the missing pixels, bottom half missing (scripts/complete.py; lower is better)"),
         ("centre", "completion: the same, a centre square missing"),
         ("random", "completion: the same, half the pixels missing at random"))),

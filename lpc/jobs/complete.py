@@ -18,6 +18,7 @@ from torchvision.utils import make_grid, save_image
 from lpc.config.build import instantiate_checked
 from lpc.data.base import stack_images
 from lpc.errors import ConfigError, DivergenceError
+from lpc.evaluation.names import completion as completion_key
 from lpc.jobs.checkpoints import read_checkpoint
 from lpc.jobs.restore import restore, run_config
 from lpc.methods.base import GenerativeModule
@@ -147,7 +148,7 @@ def complete_mask(name: str, mask: Tensor, cfg: DictConfig, masked: MaskedEnergy
         metrics[f"{key}_se"] = (per_image.std() / len(per_image) ** 0.5).item() if len(per_image) > 1 else 0.0
     metrics["missing_frac"] = (~mask).float().mean().item()
     metrics["diverged_frac"] = diverged_rows.float().mean().item()
-    return {f"complete/{name}/{k}": v for k, v in metrics.items()}
+    return {completion_key(name, k): v for k, v in metrics.items()}
 
 
 def complete_checkpoint(cfg: DictConfig) -> dict[str, Any]:
@@ -176,8 +177,8 @@ def complete_checkpoint(cfg: DictConfig) -> dict[str, Any]:
     for name, mask in masks.items():
         grids[name] = str(out_dir / "images" / f"complete_{name}.png")
         metrics.update(complete_mask(name, mask, cfg, masked, sampler, x, datamodule.pixel_range, device, Path(grids[name])))
-        log.info("mask=%s: mse_missing=%.5g (observed %.5g)", name, metrics[f"complete/{name}/mse_missing"],
-                 metrics[f"complete/{name}/mse_observed"])
+        log.info("mask=%s: mse_missing=%.5g (observed %.5g)", name, metrics[completion_key(name, "mse_missing")],
+                 metrics[completion_key(name, "mse_observed")])
     report = {
         "ckpt_path": str(Path(cfg.ckpt_path).resolve()),
         "global_step": int(ckpt.get("global_step", 0)),
