@@ -1,7 +1,8 @@
-"""Write the README's results table from the committed reports' JSON (lpc.reporting.results_table).
+"""Write the README's claims table (lpc.reporting.claims) and results table (lpc.reporting.results_table)
+from the committed reports' JSON.
 
-    python scripts/results_table.py            # rewrite the table in README.md
-    python scripts/results_table.py --check    # exit 1 if README.md's table is not the reports' (the tests run this)
+    python scripts/results_table.py            # rewrite both tables in README.md
+    python scripts/results_table.py --check    # exit 1 if README.md's tables are not the reports' (the tests run this)
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from lpc.reporting import claims
 from lpc.reporting.results_table import results_table, with_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,12 +23,12 @@ def main() -> None:
     args = parser.parse_args()
     readme = ROOT / "README.md"
     text = readme.read_text()
-    drawn = with_table(text, results_table(ROOT / "results"))
+    drawn = with_table(with_table(text, results_table(ROOT / "results")), claims.claims_table(ROOT / "results"), claims.MARKERS)
     if args.check:
-        sys.exit(0 if drawn == text else "README.md's results table differs from results/*/report.json: "
+        sys.exit(0 if drawn == text else "README.md's claims or results table differs from results/*/report.json: "
                                          "run python scripts/results_table.py")
     readme.write_text(drawn)
-    print(f"README.md's results table drawn from {ROOT / 'results'}")
+    print(f"README.md's claims and results tables drawn from {ROOT / 'results'}")
 
 
 if __name__ == "__main__":

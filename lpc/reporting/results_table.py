@@ -68,7 +68,7 @@ def results_table(results: Path) -> str:
                            "estimator", "Δ FD (lower is better)", "protocol"], lines)
 
 
-def with_table(text: str, table: str) -> str:
-    """``text`` (the README) with ``table`` between the MARKERS."""
-    start, end = text.index(MARKERS[0]) + len(MARKERS[0]), text.index(MARKERS[1])
+def with_table(text: str, table: str, markers: tuple[str, str] = MARKERS) -> str:
+    """``text`` (the README) with ``table`` between ``markers``."""
+    start, end = text.index(markers[0]) + len(markers[0]), text.index(markers[1])
     return text[:start] + "\n" + table + "\n" + text[end:]
