@@ -16,6 +16,8 @@ LEGACY_SPLIT = "eval"  # records from before the validation split: every evaluat
 AIS_STARTS = ("prior", "encoder", "chain")  # where AIS starts: p(z), the method's q(z | x), a Gaussian fitted to its chain
 INCEPTION = "inception"  # the feature space of standard FID: its metrics are named without it
 REFERENCES = ("untrained_decoder", "training_images")  # sample quality's reference points
+REFERENCE_LABELS = {"untrained_decoder": "reference: the networks untrained",  # their rows in a report's table
+                    "training_images": "reference: training images (the floor)"}
 LOG_LIKELIHOOD = "log_likelihood"  # the headline: the tightest of the estimates
 SIGMA_FITTED, SIGMA_TRAINED = "sigma_fitted", "sigma_trained"  # the likelihood's scale fitted on validation, and training's
 SIGMA_FIT_ITERATIONS, SIGMA_FIT_CONVERGED = "sigma_fit_iterations", "sigma_fit_converged"
@@ -261,7 +263,9 @@ class Metric:
     ``higher_is_better`` (None: neither way, e.g. a scale or a cost); ``read``, how a run's summary
     reads it (default: the evaluation's metric ``name``); ``error``, how far the run's estimate may
     be off (the summary's ``<name>_error``); ``references``, also read at the sample-quality
-    reference points (the summary's ``<name>_<reference>``); ``panel``, its W&B panel, if any."""
+    reference points (the summary's ``<name>_<reference>``); ``panel``, its W&B panel, if any;
+    ``axis``, its label on a figure's axis (drawn only if it has one); ``paired``, compared between
+    methods seed by seed in the report."""
 
     name: str
     label: str
@@ -270,6 +274,8 @@ class Metric:
     error: Reader | None = None
     references: bool = False
     panel: Panel | None = None
+    axis: str | None = None
+    paired: bool = False
 
     def value(self, run: RunMetrics) -> float | None:
         """The metric in the run's metrics."""
@@ -282,7 +288,7 @@ EVALUATION = "evaluation"  # the workspace section of the evaluation's panels
 METRICS: dict[str, Metric] = {metric.name: metric for metric in (
     Metric(LOG_LIKELIHOOD, "the tightest estimate of log p(x) on the test split, at the sigma fitted on the validation "
            "split (nats, higher is better): the `estimator` column names it", True, error=headline_error,
-           panel=Panel(EVALUATION, "log-likelihood: the tightest estimate")),
+           panel=Panel(EVALUATION, "log-likelihood: the tightest estimate"), axis="log p(x) (nats)", paired=True),
     Metric("val_log_likelihood", "the same on the validation split, at the end of training (what choices are made on)",
            True, read=lambda run: run.metrics.get(key("val", LOG_LIKELIHOOD)) if run.split == "test" else None),
     Metric("log_likelihood_trained_sigma", "log_likelihood at the sigma training left instead of the fitted one (nats)",
@@ -290,7 +296,8 @@ METRICS: dict[str, Metric] = {metric.name: metric for metric in (
     Metric(SIGMA_FITTED, "the likelihood's sigma fitted on the validation split (the same EM for every method)"),
     Metric(SIGMA_TRAINED, "the sigma training left (sigma-VAE: the last batch's reconstruction error)"),
     Metric(ais("prior"), "AIS from the prior, log p(x) (nats; every method alike)", True,
-           error=lambda run: ais_error(run, "prior"), panel=Panel(EVALUATION, "AIS estimate from the prior (eval=ais)")),
+           error=lambda run: ais_error(run, "prior"), panel=Panel(EVALUATION, "AIS estimate from the prior (eval=ais)"),
+           paired=True),
     Metric(ais("encoder"), "AIS from the method's encoder q(z|x) (nats; methods with an encoder)", True,
            panel=Panel(EVALUATION, "AIS estimate from the encoder (eval=ais)", logged_by="encoder")),
     Metric(ais("chain"), "AIS from a Gaussian fitted to the method's Langevin chain for x (nats; LPC and PC)", True),
@@ -306,15 +313,18 @@ METRICS: dict[str, Metric] = {metric.name: metric for metric in (
            read=lambda run: max(ais_checks(run.metrics, long(run.split), "prior").values(), default=None)),
     Metric("bdmc_gap_long", "BDMC gap at the long schedule (25 simulated images)", False,
            read=lambda run: run.long_ais().get(bdmc_gap("prior"))),
-    Metric("iwae", "IWAE bound, largest k, best proposal (nats)", True, read=best_bound()),
+    Metric("iwae", "IWAE bound, largest k, best proposal (nats)", True, read=best_bound(),
+           axis="IWAE bound on log p(x) (nats)"),
     Metric("elbo", "ELBO (nats, higher is better)", True, read=best_bound(1)),
     Metric(bpd(), "bits/dim of log_likelihood (lower is better)", False,
            panel=Panel(EVALUATION, "bits/dim of the log-likelihood")),
     Metric("fd", "Frechet distance of samples (lower is better)", False, read=in_feature_space("fd"), references=True,
-           panel=Panel(EVALUATION, "Frechet distance of prior samples, every feature space", regex=spaces_regex("val", "fd"))),
+           panel=Panel(EVALUATION, "Frechet distance of prior samples, every feature space", regex=spaces_regex("val", "fd")),
+           axis="Frechet distance of samples", paired=True),
     Metric("kid", "kernel (MMD) distance of samples, the FD's features (lower is better)", False,
            read=in_feature_space("kid"), references=True,
-           panel=Panel(EVALUATION, "KID and its std over subsets, every feature space", regex=spaces_regex("val", "kid"))),
+           panel=Panel(EVALUATION, "KID and its std over subsets, every feature space", regex=spaces_regex("val", "kid")),
+           paired=True),
     *(Metric(name, label, better, read=in_feature_space(name), references=True,
              panel=Panel(EVALUATION, f"{name}, every feature space", regex=spaces_regex("val", name)))
       for name, label, better in (
@@ -323,8 +333,9 @@ METRICS: dict[str, Metric] = {metric.name: metric for metric in (
           ("density", "PRDC density (fidelity, counting ball overlaps; about 1 for a match)", None),
           ("coverage", "share of test images whose k-NN ball holds a sample (diversity; higher is better)", True))),
     Metric("recon_mse", "val reconstruction MSE", False, read=recorded(key("val", "recon_mse"))),
-    Metric("accept_rate", "acceptance rate", read=recorded(key("val", "accept_rate"))),
-    Metric("diverged_frac", "share of diverged chains (val)", False, read=recorded(key("val", "diverged_frac"))),
+    Metric("accept_rate", "acceptance rate", read=recorded(key("val", "accept_rate")), axis="acceptance rate"),
+    Metric("diverged_frac", "share of diverged chains (val)", False, read=recorded(key("val", "diverged_frac")),
+           axis="share of diverged chains (val)"),
     Metric("decoder_evals", "decoder evals per update", False, read=recorded("cost/decoder_evals")),
     Metric("decoder_evals_total", "decoder evals over the run (what budget.decoder_evals limits)", False,
            read=recorded("decoder_evals_total")),
@@ -334,3 +345,6 @@ METRICS: dict[str, Metric] = {metric.name: metric for metric in (
         ("centre", "completion: the same, a centre square missing"),
         ("random", "completion: the same, half the pixels missing at random"))),
 )}
+
+AXES = {name: metric.axis for name, metric in METRICS.items() if metric.axis}  # the figures' axis labels
+PAIRED = tuple(name for name, metric in METRICS.items() if metric.paired)  # compared between methods seed by seed

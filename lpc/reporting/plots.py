@@ -14,13 +14,10 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.image as mpimg  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 
+from lpc.evaluation.names import AXES  # noqa: E402
 from lpc.reporting.experiments import Experiment  # noqa: E402
 from lpc.reporting.runs import CURVE  # noqa: E402
 from lpc.reporting.tables import grouped, line_name, model_rows  # noqa: E402
-
-# the figures' axis labels (the table's legend, lpc.evaluation.names.METRICS' labels, says more)
-AXES = {"log_likelihood": "log p(x) (nats)", "iwae": "IWAE bound on log p(x) (nats)", "fd": "Frechet distance of samples",
-        "accept_rate": "acceptance rate", "diverged_frac": "share of diverged chains (val)"}
 
 
 def plot_curves(runs: list[dict], experiment: Experiment, out: Path) -> list[Path]:

@@ -8,7 +8,7 @@ import math
 import statistics
 from collections.abc import Callable
 
-from lpc.evaluation.names import LEGACY_SPLIT, METRICS, final_split
+from lpc.evaluation.names import LEGACY_SPLIT, METRICS, PAIRED, REFERENCE_LABELS, final_split
 from lpc.reporting.experiments import Experiment
 from lpc.reporting.markdown import markdown_table
 from lpc.reporting.significance import compare_by_seed
@@ -62,10 +62,6 @@ def table_rows(runs: list[dict], experiment: Experiment) -> list[dict]:
     if experiment.x:
         rows.sort(key=lambda r: (line_name(r, experiment), float(r["keys"][experiment.x])))
     return rows + reference_rows(runs)
-
-
-REFERENCE_LABELS = {"untrained_decoder": "reference: the networks untrained",
-                    "training_images": "reference: training images (the floor)"}
 
 
 def reference_rows(runs: list[dict]) -> list[dict]:
@@ -122,9 +118,6 @@ def report_table(rows: list[dict]) -> str:
         columns.insert(columns.index("log_likelihood") + 1, "estimator")
     cells = lambda r: [r["estimator"] or "" if m == "estimator" else cell(r, m) for m in columns]  # noqa: E731
     return markdown_table(["group", "runs (failed)", *columns], ([r["group"], f"{r['runs']} ({r['failed']})", *cells(r)] for r in rows))
-
-
-PAIRED = ("log_likelihood", "ais_prior", "fd", "kid")  # the metrics compared seed by seed
 
 
 def paired_differences(runs: list[dict], experiment: Experiment) -> list[dict]:
