@@ -48,6 +48,7 @@ from lpc.reporting.experiments import (
 from lpc.reporting.provenance import REPO as ROOT
 from lpc.reporting.report import write_report
 from lpc.reporting.runs import (
+    add_reference_points,
     encoder_free,
     finished_jobs,
     read_overrides,
@@ -183,6 +184,9 @@ def main() -> None:
                         help="also evaluate every encoder-free run by AIS from the prior at K distributions (and K/2)")
     parser.add_argument("--long-ais-where", nargs="*", default=[], metavar="KEY=VALUE",
                         help="only the runs with these overrides, e.g. seed=0 precond=adam")
+    parser.add_argument("--references", action="store_true",
+                        help="add the sample-quality reference points to finished runs recorded without them (from their "
+                             "configs: no checkpoint needed), also with --report-only")
     parser.add_argument("--keep-records", type=Path, metavar="DIR",
                         help="keep each finished job's records in DIR/runs (no checkpoints; commit DIR) and restore them on a "
                              "relaunch (default, without --out: results/<name> at --scale small, "
@@ -210,10 +214,12 @@ def main() -> None:
             failed += complete_runs(EXPERIMENTS[args.name], args.scale, out)
         if not args.report_only and args.long_ais:
             failed += long_ais_runs(args.long_ais, args.long_ais_where, out)
+        if args.references:
+            print(f"reference points added to {add_reference_points(out)} runs", flush=True)
     finally:  # the jobs that finished are kept also when a later one failed
         if keep and keep != out:
             save_records(out, keep)
-    flags = [*(["--long-ais", str(args.long_ais)] if args.long_ais else []),
+    flags = [*(["--long-ais", str(args.long_ais)] if args.long_ais else []), *(["--references"] if args.references else []),
              *(["--long-ais-where", *args.long_ais_where] if args.long_ais_where else []),
              *(["--keep-records", str(keep.relative_to(ROOT) if keep.is_relative_to(ROOT) else keep)] if keep else [])]
     write_report(args.name, args.scale, cmds, extra, out, args.wandb, flags)

@@ -1,8 +1,10 @@
 """Restoring a finished run from its checkpoint: the config to rebuild it with, and its datamodule
-and trained model (used by the evaluate and complete jobs and by the benchmarks)."""
+and trained model (used by the evaluate and complete jobs and by the benchmarks); and what a kept
+run's record alone rebuilds: its sample-quality reference points."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -10,7 +12,9 @@ import yaml
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from lpc.config.build import build
+from lpc.config.build import build, instantiate_checked
+from lpc.config.checks import RENAMED_KEYS
+from lpc.config.compose import compose_config
 from lpc.jobs.checkpoints import check_state_dict
 
 
@@ -42,3 +46,26 @@ def restore(run: DictConfig, ckpt: dict[str, Any], ckpt_path: str, device: torch
     model.on_load_checkpoint(ckpt)  # what the method keeps beside its weights (e.g. a backed-off step size)
     datamodule.setup("test")
     return datamodule, model.to(device)
+
+
+def renamed(override: str) -> str:
+    """A recorded command-line override with a since-renamed key (``RENAMED_KEYS``) in its new name."""
+    for old, new in RENAMED_KEYS.items():
+        key = override.split("=", 1)[0]
+        if key == old or key.startswith(old + "."):
+            return new + override[len(old):]
+    return override
+
+
+def reference_points(overrides: list[str], out: Path) -> dict[str, float]:
+    """The sample-quality reference points (``Evaluator.reference_points``: the networks at a fresh
+    initialisation, and training images) of the run that ``python train.py <overrides>`` trained, on
+    its test split and in its evaluation's feature space. They depend on its config alone, not on its
+    weights, so a run kept without a checkpoint (a record from before the reference points) gets them
+    too; keys named ``reference/<point>/<metric>``."""
+    cfg = compose_config([renamed(o) for o in overrides], out)
+    datamodule, model = build(cfg)
+    datamodule.setup()
+    evaluator = instantiate_checked(cfg.eval, "eval")
+    return evaluator.reference_points(model, datamodule.test_set, datamodule.train_set, datamodule.pixel_range,
+                                      datamodule.dataset_id)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from lpc.evaluation.names import LEGACY_SPLIT, key, long
+from lpc.evaluation.names import LEGACY_SPLIT, final_split, key, long
 from lpc.reporting.summaries import summarise
 
 CURVE = "iwae"  # the likelihood the curves show: every evaluation has it (AIS may run at the end only)
@@ -38,6 +38,10 @@ def collect_runs(runs_dir: Path) -> list[dict]:
         metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else None
         if metrics and completion.exists():  # scripts/complete.py on the run's checkpoint
             metrics = {**metrics, **json.loads(completion.read_text())["metrics"]}
+        references = job / REFERENCES_FILE
+        if metrics and references.exists() and not has_reference_points(metrics):  # add_reference_points
+            split = final_split(metrics)
+            metrics = {**metrics, **{key(split, k): v for k, v in json.loads(references.read_text())["metrics"].items()}}
         long_ais = sorted(job.glob("ais_long_*/metrics.json"), key=lambda p: int(p.parent.name.rsplit("_", 1)[1]))
         if metrics and long_ais:  # --long-ais K (the longest there is): scripts/evaluate.py on the run's checkpoint
             metrics = {**metrics, **{long(k): v for k, v in json.loads(long_ais[-1].read_text())["metrics"].items()}}
@@ -116,7 +120,8 @@ def finished_jobs(out: Path) -> list[Path]:
 
 # a finished job's files that its report reads (the last sample grid besides): no checkpoint
 RECORD_FILES = (".hydra/*.yaml", "metrics.json", "*.log", "csv/*.csv", "completion/metrics.json", "completion/images/*.png",
-                "ais_long_*/metrics.json")
+                "ais_long_*/metrics.json", "references/metrics.json")
+REFERENCES_FILE = Path("references") / "metrics.json"  # the reference points computed for a record without them
 
 
 def record_files(job: Path) -> list[Path]:
@@ -176,3 +181,33 @@ def tuned_best(out: Path, methods: list[str]) -> list[dict]:
             found = yaml.safe_load(path.read_text())
             best.append({"method": method, "best_value": found.get("best_value"), "best_params": found.get("best_params")})
     return best
+
+
+def has_reference_points(metrics: dict) -> bool:
+    return any(name.split("/", 1)[-1].startswith("reference/") for name in metrics)
+
+
+def add_reference_points(out: Path) -> int:
+    """Write ``<job>/references/metrics.json`` for every finished job of ``<out>/runs`` whose metrics
+    have no sample-quality reference points (records from before them), from its overrides alone
+    (``lpc.jobs.restore.reference_points``: no checkpoint needed). The points depend on the networks'
+    architecture, the likelihood, the data and the evaluation, not on the weights, the method's
+    training or the seed (a fresh initialisation seeded by the evaluation), so they are computed once
+    per distinct setting and written to each of its jobs. Returns how many jobs got them."""
+    from lpc.jobs.restore import reference_points
+    from lpc.reporting.provenance import commit
+
+    computed: dict[tuple, dict[str, float]] = {}
+    done = 0
+    for job in finished_jobs(out):
+        if has_reference_points(json.loads((job / "metrics.json").read_text())) or (job / REFERENCES_FILE).exists():
+            continue
+        overrides = [f"{k}={v}" for k, v in read_overrides(job).items() if k not in ("skip_finished", "resume")]
+        setting = tuple(o for o in overrides if o.split("=", 1)[0] not in ("method", "seed"))
+        if setting not in computed:
+            computed[setting] = reference_points(overrides, out / "references")
+        (job / REFERENCES_FILE).parent.mkdir(parents=True, exist_ok=True)
+        (job / REFERENCES_FILE).write_text(json.dumps({"metrics": computed[setting], "commit": commit(),
+                                                       "from": "lpc.reporting.runs.add_reference_points"}, indent=2))
+        done += 1
+    return done
