@@ -67,5 +67,6 @@ def reference_points(overrides: list[str], out: Path) -> dict[str, float]:
     datamodule, model = build(cfg)
     datamodule.setup()
     evaluator = instantiate_checked(cfg.eval, "eval")
+    evaluator.prepare(datamodule.dataset_id, datamodule.image_shape)  # as in the run: no network built after the seed
     return evaluator.reference_points(model, datamodule.test_set, datamodule.train_set, datamodule.pixel_range,
                                       datamodule.dataset_id)
