@@ -78,12 +78,6 @@ class GenerativeModule(L.LightningModule):
                  prior: GaussianHierarchy | None = None):
         super().__init__()
         require_module(decoder, "decoder")
-        if prior is not None and not hasattr(decoder, "latent_dim"):
-            # a decoder of one's own need not declare its input size: it is the prior's bottom layer (Energy reads it)
-            decoder.latent_dim = prior.data_dim
-        elif prior is None and not hasattr(decoder, "latent_dim"):
-            raise ValueError(f"{type(decoder).__name__} has no latent_dim attribute: pass the prior (model.prior), whose "
-                             f"bottom layer is the decoder's input")
         self.energy = Energy(decoder, likelihood, prior)
         self.optimizer_factory = optimizer
         self.automatic_optimization = False

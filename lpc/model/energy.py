@@ -18,10 +18,14 @@ class Energy(nn.Module):
 
     def __init__(self, decoder: nn.Module, likelihood: Likelihood, prior: GaussianHierarchy | None = None):
         super().__init__()
-        prior = GaussianHierarchy([decoder.latent_dim]) if prior is None else prior
-        if prior.data_dim != decoder.latent_dim:
+        declared = getattr(decoder, "latent_dim", None)  # a decoder of one's own need not declare its input size
+        if prior is None and declared is None:
+            raise ValueError(f"{type(decoder).__name__} has no latent_dim attribute: pass the prior, whose bottom "
+                             f"layer is the decoder's input")
+        prior = GaussianHierarchy([declared]) if prior is None else prior
+        if declared is not None and prior.data_dim != declared:
             raise ValueError(f"the prior's bottom layer has {prior.data_dim} dimensions but the decoder reads "
-                             f"{decoder.latent_dim}: set latent_dim to the last of prior.sizes")
+                             f"{declared}: set latent_dim to the last of prior.sizes")
         self.decoder = decoder
         self.likelihood = likelihood
         self.prior = prior

@@ -127,7 +127,7 @@ class BareDecoder(nn.Module):
 def test_a_bare_decoder_builds_and_the_probe_leaves_no_trace(compose_cfg):
     cfg = compose_cfg("decoder=custom", "decoder._target_=test_own_networks.BareDecoder", "warmstart=jeffreys")
     datamodule, model = build(cfg)
-    assert model.decoder.latent_dim == 16  # from the prior, for Energy
+    assert not hasattr(model.decoder, "latent_dim") and model.prior.data_dim == 16  # the input size is the prior's
     rng, weights = torch.get_rng_state(), {k: v.clone() for k, v in model.state_dict().items()}
     check_compatible(model, datamodule)
     assert torch.equal(torch.get_rng_state(), rng)
